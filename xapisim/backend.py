@@ -1,0 +1,143 @@
+"""One simulated pool: its database, its hosts and their dom0 directories.
+
+Like moto's backends, this holds state and behaviour and never sees wire
+types.  A fresh backend looks like a fresh XenServer 8 install (see
+``inventory``).  Hosts are reached at their own loopback addresses; the one
+named in ``pool.master`` answers API calls, the others say ``HOST_IS_SLAVE``.
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .datamodel import NULL_REF
+from .errors import XapiError
+from .faults import Faults
+from .store import Store
+from .values import now
+
+
+@dataclass
+class HostConfig:
+    address: str
+    hostname: str
+    memory_mib: int = 65536
+    cpus: int = 16
+    dom0_memory_mib: int = 4096
+
+
+@dataclass
+class SimConfig:
+    """What a simulated pool looks like when it is created."""
+
+    password: str = "password"
+    hosts: list[HostConfig] = field(default_factory=lambda: [HostConfig("127.0.0.1", "xs-host-1")])
+    sr_type: str = "ext"
+    sr_size_gib: int = 512
+    extra_srs: list[tuple[str, int]] = field(default_factory=list)  # (type, GiB)
+    auth_failure_delay: float = 5.0
+    boot_delay: float = 0.0  # seconds a VM start takes
+
+
+@dataclass
+class HostRuntime:
+    ref: str
+    config: HostConfig
+    dom0_root: Path
+
+
+class Backend:
+    """A pool's state: the store plus per-host runtime data."""
+
+    def __init__(self, config: SimConfig, state_dir: Path, faults: Faults | None = None) -> None:
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.store = Store()
+        self.faults = faults or Faults()
+        self.hosts: dict[str, HostRuntime] = {}
+        self.event_registrations: dict[str, dict] = {}
+        self._domid = 0
+        self._domid_lock = threading.Lock()
+        from . import disks
+        self.disks = disks.DiskStore(self)
+
+    # -- hosts -----------------------------------------------------------
+    @property
+    def pool_ref(self) -> str:
+        return self.store.all("pool")[0]
+
+    @property
+    def master_ref(self) -> str:
+        return self.store.get("pool", self.pool_ref)["master"]
+
+    def is_master(self, host_ref: str) -> bool:
+        return host_ref == self.master_ref
+
+    def master_address(self) -> str:
+        return self.store.get("host", self.master_ref)["address"]
+
+    def host_by_address(self, address: str) -> str | None:
+        for ref, rt in self.hosts.items():
+            if rt.config.address == address:
+                return ref
+        return None
+
+    def dom0_root(self, host_ref: str) -> Path:
+        return self.hosts[host_ref].dom0_root
+
+    def next_domid(self) -> int:
+        with self._domid_lock:
+            self._domid += 1
+            return self._domid
+
+    # -- sessions --------------------------------------------------------
+    def login(self, host_ref: str, uname: str, pwd: str, originator: str, pool: bool = False) -> str:
+        if not self.is_master(host_ref) and not pool:
+            raise XapiError("HOST_IS_SLAVE", self.master_address())
+        if uname != "root" or not hmac.compare_digest(pwd.encode(), self.config.password.encode()):
+            time.sleep(self.config.auth_failure_delay)
+            raise XapiError("SESSION_AUTHENTICATION_FAILED", uname,
+                            "Authentication failure")
+        store = self.store
+        with store.lock:
+            ref = store.create("session", {
+                "this_host": host_ref, "this_user": NULL_REF, "last_active": now(),
+                "pool": pool, "is_local_superuser": True, "auth_user_name": uname,
+                "originator": originator, "validation_time": now(),
+                "rbac_permissions": [],
+            })
+            store.private[ref]["secret"] = True
+            return ref
+
+    def session_valid(self, ref: str) -> bool:
+        return self.store.exists("session", ref)
+
+    def session_is_pool(self, ref: str) -> bool:
+        return bool(self.store.tables["session"].get(ref, {}).get("pool"))
+
+    def touch_session(self, ref: str) -> None:
+        priv = self.store.private.get(ref)
+        if priv is not None:
+            priv["last_seen"] = time.monotonic()
+
+    def logout(self, ref: str) -> None:
+        store = self.store
+        with store.lock:
+            if store.exists("session", ref):
+                for task in list(store.get("session", ref)["tasks"]):
+                    if store.exists("task", task):
+                        from .tasks import _destroy
+                        if store.get("task", task)["status"] != "pending":
+                            _destroy(store, task)
+                store.destroy("session", ref)
+            self.event_registrations.pop(ref, None)
+            store.cond.notify_all()
+
+    # -- allowed operations ---------------------------------------------
+    def refresh(self, cls: str, ref: str) -> None:
+        """Recompute ``allowed_operations`` of an object after a change."""
+        from .messages import lifecycle
+        lifecycle.refresh(self, cls, ref)

@@ -1,0 +1,68 @@
+"""``xapisim serve``: run the simulator as a standalone XAPI host or pool."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .backend import SimConfig
+from .simulator import Simulator, host_configs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="xapisim", description="A XAPI host and pool simulator.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the XenAPI on loopback addresses")
+    s.add_argument("--address", default="127.0.0.1",
+                   help="address of the first host (others follow: 127.0.0.2, ...)")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--password", default="password", help="password of user root")
+    s.add_argument("--hosts", type=int, default=1, help="number of hosts in the pool")
+    s.add_argument("--state-dir", type=Path, default=Path("xapisim-state"))
+    s.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed cert made once)")
+    s.add_argument("--certificate", type=Path, help="PEM with key and certificate to serve")
+    s.add_argument("--memory-mib", type=int, default=65536, help="memory of each host")
+    s.add_argument("--cpus", type=int, default=16, help="physical CPUs of each host")
+    s.add_argument("--sr-type", default="ext", choices=("ext", "nfs", "lvm"),
+                   help="type of each host's local SR")
+    s.add_argument("--sr-size-gib", type=int, default=512)
+    s.add_argument("--auth-failure-delay", type=float, default=5.0,
+                   help="seconds a failed login waits (xapi: about 5)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    return ap
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = SimConfig(password=args.password,
+                       hosts=host_configs(args.hosts, args.memory_mib, args.cpus, args.address),
+                       sr_type=args.sr_type, sr_size_gib=args.sr_size_gib,
+                       auth_failure_delay=args.auth_failure_delay)
+    sim = Simulator(config, args.state_dir, port=args.port, tls=args.tls,
+                    certificate=args.certificate)
+    sim.start()
+    print(f"xapisim: pool of {args.hosts} host(s); master at {sim.url}", flush=True)
+    for url in sim.host_urls:
+        print(f"  host {url}", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    sim.stop()
+    print("xapisim: stopped, state saved in", args.state_dir, flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

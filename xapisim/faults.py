@@ -1,0 +1,107 @@
+"""Fault injection: make chosen calls fail, stall, drop, or expire sessions.
+
+A rule matches a wire name (``VM.start``, ``Async.VM.start`` is matched by
+its base name, ``*`` matches all) and fires ``count`` times (-1 = forever)
+after skipping ``after`` matching calls.  Actions:
+
+* ``error``: raise the given XAPI error ``[code, params...]``;
+* ``delay``: sleep ``seconds`` then run the call normally;
+* ``drop``: close the connection without answering;
+* ``expire_sessions``: destroy every session, then answer SESSION_INVALID;
+* ``kill_master``: the master stops answering (connections are refused).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .errors import XapiError
+
+ACTIONS = ("error", "delay", "drop", "expire_sessions", "kill_master")
+
+
+class DropConnection(Exception):
+    """Tells the HTTP front to close the socket without a reply."""
+
+
+@dataclass
+class Rule:
+    match: str
+    action: str
+    error: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    count: int = 1
+    after: int = 0
+    id: int = 0
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "match": self.match, "action": self.action, "error": self.error,
+                "seconds": self.seconds, "count": self.count, "after": self.after}
+
+
+class Faults:
+    """The fault rules of one simulator (shared by its pools)."""
+
+    def __init__(self) -> None:
+        self._rules: list[Rule] = []
+        self._lock = threading.Lock()
+        self._next = 1
+        self.killed_hosts: set[str] = set()  # addresses that stopped answering
+        self.fired: list[dict] = []
+
+    def add(self, match: str, action: str, *, error: list[str] | None = None,
+            seconds: float = 0.0, count: int = 1, after: int = 0) -> Rule:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; one of {ACTIONS}")
+        if action == "error" and not error:
+            raise ValueError("an 'error' fault needs an error code")
+        with self._lock:
+            rule = Rule(match, action, list(error or []), float(seconds), int(count), int(after),
+                        self._next)
+            self._next += 1
+            self._rules.append(rule)
+            return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+            self.killed_hosts.clear()
+
+    def rules(self) -> list[dict]:
+        with self._lock:
+            return [r.to_dict() for r in self._rules]
+
+    def _take(self, wire: str) -> Rule | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule.match in ("*", wire):
+                    if rule.after > 0:
+                        rule.after -= 1
+                        continue
+                    if rule.count == 0:
+                        continue
+                    if rule.count > 0:
+                        rule.count -= 1
+                    self.fired.append({"rule": rule.id, "call": wire})
+                    return rule
+            self._rules = [r for r in self._rules if r.count != 0]
+            return None
+
+    def before_call(self, backend, host_ref: str, wire: str) -> None:
+        rule = self._take(wire)
+        if rule is None:
+            return
+        if rule.action == "error":
+            raise XapiError(rule.error[0], *rule.error[1:])
+        if rule.action == "delay":
+            time.sleep(rule.seconds)
+        elif rule.action == "drop":
+            raise DropConnection()
+        elif rule.action == "expire_sessions":
+            for s in backend.store.all("session"):
+                backend.logout(s)
+            raise XapiError("SESSION_INVALID", "expired")
+        elif rule.action == "kill_master":
+            self.killed_hosts.add(backend.master_address())
+            raise DropConnection()

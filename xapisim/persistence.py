@@ -1,0 +1,80 @@
+"""Saving and loading a backend's database so state survives a restart.
+
+The store is written as JSON (atomically, via a temporary file) to
+``<state-dir>/db.json``; datetimes keep their type through a small tag.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .values import XDateTime
+
+DB_FILE = "db.json"
+
+
+def _enc(o):
+    if isinstance(o, XDateTime):
+        return {"__dt__": str(o)}
+    raise TypeError(type(o))
+
+
+def _fix(v):
+    if isinstance(v, dict):
+        if set(v) == {"__dt__"}:
+            return XDateTime(v["__dt__"])
+        return {k: _fix(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_fix(x) for x in v]
+    return v
+
+
+def _dt_aware(v):
+    if isinstance(v, XDateTime):
+        return {"__dt__": str(v)}
+    if isinstance(v, dict):
+        return {k: _dt_aware(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_dt_aware(x) for x in v]
+    return v
+
+
+def save(backend) -> Path:
+    store = backend.store
+    with store.lock:
+        data = {
+            "gen": store.gen,
+            "tables": _dt_aware(store.tables),
+            "private": {r: p for r, p in store.private.items()
+                        if all(isinstance(x, (str, int, float, bool)) for x in p.values())},
+            "created_at": [[c, r, g] for (c, r), g in store.created_at.items()],
+            "domid": backend._domid,
+        }
+    path = backend.state_dir / DB_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=_enc))
+    os.replace(tmp, path)
+    return path
+
+
+def load(backend) -> bool:
+    path = backend.state_dir / DB_FILE
+    if not path.exists():
+        return False
+    data = json.loads(path.read_text())
+    store = backend.store
+    with store.lock:
+        store.gen = data["gen"]
+        for cls, table in data["tables"].items():
+            if cls in store.tables:
+                store.tables[cls] = _fix(table)
+        store.private = {r: {} for t in store.tables.values() for r in t}
+        store.private.update(data["private"])
+        store.by_uuid = {rec["uuid"]: (cls, ref) for cls, t in store.tables.items()
+                         for ref, rec in t.items() if "uuid" in rec}
+        store.created_at = {(c, r): g for c, r, g in data["created_at"]}
+        store.changes = {(c, r): g for c, r, g in sorted(
+            ((c, r, g) for (c, r), g in store.created_at.items()), key=lambda x: x[2])}
+        backend._domid = data.get("domid", 0)
+    return True

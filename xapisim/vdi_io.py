@@ -1,0 +1,187 @@
+"""``PUT /import_raw_vdi`` and ``GET /export_raw_vdi``: disk bytes over HTTP.
+
+Bodies are streamed in 1 MiB pieces, so memory stays flat whatever the image
+size.  Every transfer reports into a task (the caller's ``task_id`` or a new
+one) whose ref is sent in the ``task-id`` header; the import task's result is
+the VDI ref as an XML-RPC fragment.
+"""
+from __future__ import annotations
+
+import os
+
+from . import tasks
+from .call import Call
+from .datamodel import NULL_REF
+from .errors import HttpError, XapiError
+from .messages.vdi import new_vdi, sr_info, update_sr_usage
+
+CHUNK = 1 << 20
+FORMATS = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2"}
+CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd",
+                 "qcow2": "application/x-qemu-disk", "tar": "application/x-tar"}
+
+
+def _task(req, call: Call, label: str) -> str:
+    q = req.query()
+    tid = q.get("task_id") or req.headers.get("task-id")
+    store = call.store
+    if tid:
+        if not store.exists("task", tid):
+            raise HttpError(404, "task not found")
+        return tid
+    return tasks.create(call, label)
+
+
+def _vdi_from(store, value: str) -> str:
+    hit = store.resolve(value)
+    if hit is None or hit[0] != "VDI":
+        raise XapiError("HANDLE_INVALID", "VDI", value)
+    return hit[1]
+
+
+def import_raw_vdi(req, session: str) -> None:
+    backend = req.server.backend
+    store = backend.store
+    call = Call(backend, req.server.host_ref, session=session, wire_name="import_raw_vdi")
+    q = req.query()
+    fmt = q.get("format", "raw")
+    chunked = "chunked" in q
+    if fmt not in FORMATS or (chunked and fmt != "raw"):
+        raise HttpError(404, f"unsupported format {fmt!r}")
+    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        raise HttpError(400, "HTTP chunked transfer encoding is not supported")
+    length = req.headers.get("Content-Length")
+    if length is None and not chunked:
+        raise HttpError(411, "Content-Length required")
+    task = _task(req, call, "VDI import")
+    call.task = task
+    created = NULL_REF
+    try:
+        if "vdi" in q:
+            vdi = _vdi_from(store, q["vdi"])
+        elif "sr_id" in q or "sr_uuid" in q:
+            sr = q.get("sr_id") or store.by_uuid_of("SR", q["sr_uuid"])
+            store.get("SR", sr)
+            if fmt != "raw":
+                raise XapiError("VDI_IO_ERROR", "a new VDI can only be made from a raw image")
+            created = vdi = new_vdi(call, sr, "imported", int(length or 0))
+        else:
+            raise XapiError("VDI_MISSING", NULL_REF, NULL_REF)
+    except XapiError as e:
+        tasks.finish(call, task, error=e)
+        _answer(req, task, 400 if e.code == "VDI_MISSING" else 404)
+        return
+    _answer(req, task, 200, head_only=True)
+    try:
+        _receive(req, call, vdi, fmt, chunked, int(length) if length else None)
+    except (XapiError, HttpError, OSError) as e:
+        err = e if isinstance(e, XapiError) else XapiError("VDI_IO_ERROR", str(e))
+        if created != NULL_REF:
+            from .messages.vdi import destroy_vdi
+            destroy_vdi(call, created)
+        tasks.finish(call, task, error=err)
+        req.close_connection = True
+        return
+    tasks.finish(call, task, result=vdi)
+
+
+def _answer(req, task: str, status: int, head_only: bool = False) -> None:
+    req.send_response(status)
+    req.send_header("task-id", task)
+    req.send_header("Content-Length", "0")
+    req.end_headers()
+    req.wfile.flush()
+
+
+def _receive(req, call: Call, vdi: str, fmt: str, chunked: bool, length: int | None) -> None:
+    from .http_front import chunk_frames
+    store = call.store
+    with store.lock:
+        rec = store.get("VDI", vdi)
+        sr_uuid, sr_type = sr_info(store, rec["SR"])
+        size = int(rec["virtual_size"])
+        uuid = rec["uuid"]
+    disks = call.backend.disks
+    if fmt == "raw":
+        target, convert = disks.raw_writer_target(sr_uuid, sr_type, uuid)
+        if convert:
+            with open(target, "wb") as f:
+                f.truncate(size)
+    else:
+        target, convert = disks.temp_file("." + fmt), True
+    try:
+        with open(target, "r+b") as f:
+            if chunked:
+                for offset, data in chunk_frames(req.rfile):
+                    if offset + len(data) > size:
+                        raise XapiError("VDI_IO_ERROR", "write beyond the end of the VDI")
+                    f.seek(offset)
+                    f.write(data)
+            else:
+                if fmt == "raw" and length > size:
+                    raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
+                left = length
+                while left > 0:
+                    buf = req.rfile.read(min(CHUNK, left))
+                    if not buf:
+                        raise XapiError("VDI_IO_ERROR", "premature end of the image")
+                    f.write(buf)
+                    left -= len(buf)
+                    if length:
+                        call.progress(0.9 * (length - left) / length)
+                if fmt != "raw":
+                    f.truncate(length)
+        if convert:
+            disks.import_image(target, FORMATS[fmt], sr_uuid, sr_type, uuid, size)
+    finally:
+        if convert:
+            try:
+                os.unlink(target)
+            except FileNotFoundError:
+                pass
+    with store.lock:
+        if store.exists("VDI", vdi):
+            store.set("VDI", vdi, physical_utilisation=disks.physical_size(sr_uuid, sr_type, uuid, size))
+            update_sr_usage(call, store.get("VDI", vdi)["SR"])
+
+
+def export_raw_vdi(req, session: str) -> None:
+    backend = req.server.backend
+    store = backend.store
+    call = Call(backend, req.server.host_ref, session=session, wire_name="export_raw_vdi")
+    q = req.query()
+    fmt = q.get("format", "raw")
+    if fmt not in FORMATS:
+        raise HttpError(404, f"unsupported format {fmt!r}")
+    task = _task(req, call, "VDI export")
+    call.task = task
+    try:
+        vdi = _vdi_from(store, q.get("vdi", ""))
+        with store.lock:
+            rec = store.get("VDI", vdi)
+            sr_uuid, sr_type = sr_info(store, rec["SR"])
+            if fmt == "vhd" and int(rec["virtual_size"]) > 2040 * (1 << 30):
+                raise XapiError("VDI_TOO_LARGE", vdi, str(2040 * (1 << 30)))
+        path, temporary = backend.disks.export_file(sr_uuid, sr_type, rec["uuid"], fmt)
+    except XapiError as e:
+        tasks.finish(call, task, error=e)
+        _answer(req, task, 404)
+        return
+    try:
+        total = os.path.getsize(path)
+        req.send_response(200)
+        req.send_header("task-id", task)
+        req.send_header("Content-Type", CONTENT_TYPES[fmt])
+        req.send_header("Content-Length", str(total))
+        req.send_header("Content-Disposition", f'attachment; filename="{rec["uuid"]}.{fmt}"')
+        req.end_headers()
+        req.wfile.flush()
+        with open(path, "rb") as f:
+            req.connection.sendfile(f)
+        tasks.finish(call, task, result="")
+    except OSError as e:
+        tasks.finish(call, task, error=XapiError("VDI_IO_ERROR", str(e)))
+        req.close_connection = True
+    finally:
+        if temporary:
+            os.unlink(path)

@@ -1,0 +1,1 @@
+"""Wire formats: XML-RPC and JSON-RPC as xapi speaks them."""
