@@ -46,7 +46,7 @@ def run_qemu_img(*args: str) -> str:
 
 def image_info(path: Path, fmt: str | None = None) -> dict:
     import json
-    args = ["info", "--output=json"]
+    args = ["info", "-U", "--output=json"]
     if fmt:
         args += ["-f", fmt]
     return json.loads(run_qemu_img(*args, str(path)))

@@ -52,6 +52,7 @@ class HostServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes
     server: HostServer
 
     def log_message(self, fmt: str, *args) -> None:  # quiet; never log query strings

@@ -135,7 +135,8 @@ def _host(backend: Backend, hc: HostConfig, index: int, network: str) -> str:
         "memory_dynamic_min": dom0_mem, "memory_static_min": dom0_mem, "memory_target": dom0_mem,
         "VCPUs_max": 4, "VCPUs_at_startup": 4, "metrics": vm_metrics, "domain_type": "pv",
         "user_version": 1, "actions_after_shutdown": "destroy", "actions_after_reboot": "restart",
-        "actions_after_crash": "restart", "HVM_boot_policy": "", "other_config": {"storage_driver_domain": ""},
+        "actions_after_crash": "restart", "HVM_boot_policy": "",
+        "other_config": {"storage_driver_domain": ""},
     })
     store.set("host", ref, control_domain=dom0)
     store.create("console", {"protocol": "rfb", "VM": dom0,

@@ -7,6 +7,7 @@ the VDI ref as an XML-RPC fragment.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from . import tasks
@@ -15,6 +16,7 @@ from .datamodel import NULL_REF
 from .errors import HttpError, XapiError
 from .messages.vdi import new_vdi, sr_info, update_sr_usage
 
+LOG = logging.getLogger(__name__)
 CHUNK = 1 << 20
 FORMATS = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2"}
 CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd",
@@ -22,6 +24,7 @@ CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd",
 
 
 def _task(req, call: Call, label: str) -> str:
+    """The caller's task, or one of our own that goes when the handler ends (as in xapi)."""
     q = req.query()
     tid = q.get("task_id") or req.headers.get("task-id")
     store = call.store
@@ -29,7 +32,9 @@ def _task(req, call: Call, label: str) -> str:
         if not store.exists("task", tid):
             raise HttpError(404, "task not found")
         return tid
-    return tasks.create(call, label)
+    task = tasks.create(call, label)
+    store.private[task]["destroy_when_done"] = True
+    return task
 
 
 def _vdi_from(store, value: str) -> str:
@@ -164,6 +169,7 @@ def export_raw_vdi(req, session: str) -> None:
                 raise XapiError("VDI_TOO_LARGE", vdi, str(2040 * (1 << 30)))
         path, temporary = backend.disks.export_file(sr_uuid, sr_type, rec["uuid"], fmt)
     except XapiError as e:
+        LOG.info("export_raw_vdi failed: %s", e)
         tasks.finish(call, task, error=e)
         _answer(req, task, 404)
         return

@@ -105,16 +105,18 @@ def choose_host(call: Call, vm: str) -> str:
     if rec["affinity"] in candidates:
         candidates.remove(rec["affinity"])
         candidates.insert(0, rec["affinity"])
-    last_error = None
+    errors: list[XapiError] = []
     for h in candidates:
         try:
             check_host_for(call, vm, h)
             return h
         except XapiError as e:
-            last_error = e
-    if last_error is not None and last_error.code == "HOST_NOT_ENOUGH_FREE_MEMORY":
-        raise last_error
-    raise XapiError("NO_HOSTS_AVAILABLE") if last_error is None else last_error
+            errors.append(e)
+    for code in ("HOST_NOT_ENOUGH_FREE_MEMORY", "VM_REQUIRES_SR"):
+        for e in errors:
+            if e.code == code:
+                raise e
+    raise errors[0] if errors else XapiError("NO_HOSTS_AVAILABLE")
 
 
 def _device_name(userdevice: str) -> str:

@@ -1,0 +1,1 @@
+"""The demo: the main job of nova-xenapi until the driver drives it."""

@@ -1,0 +1,106 @@
+"""host.call_plugin as xapi runs plugins, fault injection, and persistence."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import urllib.request
+
+import pytest
+import XenAPI
+
+from tests.conftest import PASSWORD
+from xapisim import SimConfig, Simulator, host_configs
+
+ECHO = f"""#!{sys.executable}
+import sys, xmlrpc.client
+params, name = xmlrpc.client.loads(sys.argv[1])
+session, args = params
+if name == "boom":
+    print(xmlrpc.client.dumps(({{"Status": "Failure",
+          "ErrorDescription": ["XENAPI_PLUGIN_FAILURE", name, "ValueError", "bad"]}},),
+          methodresponse=True))
+elif name == "crash":
+    sys.exit(3)
+else:
+    print(xmlrpc.client.dumps(({{"Status": "Success", "Value": name + ":" + args["x"]}},),
+          methodresponse=True))
+"""
+
+
+def _install(sim, name="echo"):
+    d = sim.backend.dom0_root(sim.backend.master_ref) / "etc/xapi.d/plugins"
+    p = d / name
+    p.write_text(ECHO)
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+
+
+def test_call_plugin_success_failure_crash_and_missing(sim, xapi):
+    _install(sim)
+    x = xapi.xenapi
+    host = x.host.get_all()[0]
+    assert x.host.call_plugin(host, "echo", "hi", {"x": "1"}) == "hi:1"
+    with pytest.raises(XenAPI.Failure) as e:
+        x.host.call_plugin(host, "echo", "boom", {"x": "1"})
+    assert e.value.details == ["XENAPI_PLUGIN_FAILURE", "boom", "ValueError", "bad"]
+    with pytest.raises(XenAPI.Failure) as e:
+        x.host.call_plugin(host, "echo", "crash", {"x": "1"})
+    assert e.value.details[:1] == ["XENAPI_PLUGIN_FAILURE"] and e.value.details[1] == "non-zero exit"
+    for bad in ("../echo", "nosuch", "", "/etc/passwd"):
+        with pytest.raises(XenAPI.Failure) as e:
+            x.host.call_plugin(host, bad, "hi", {})
+        assert e.value.details == ["XENAPI_MISSING_PLUGIN", bad]
+
+
+def test_fault_injection_error_and_drop(sim, xapi):
+    x = xapi.xenapi
+    sim.faults.add("VM.get_all", "error", error=["HOST_OFFLINE", "OpaqueRef:x"], count=1)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.get_all()
+    assert e.value.details == ["HOST_OFFLINE", "OpaqueRef:x"]
+    assert x.VM.get_all()  # fired once only
+    # count 2: xmlrpc.client retries once on a dropped keep-alive connection
+    body = json.dumps({"match": "pool.get_all", "action": "drop", "count": 2}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{sim.url}/_xapisim/faults", data=body))
+    with pytest.raises(Exception):  # noqa: B017 - the connection is closed without reply
+        x.pool.get_all()
+
+
+def test_expired_sessions_are_relogged_by_sdk(sim, xapi):
+    x = xapi.xenapi
+    old = xapi._session
+    sim.faults.add("VM.get_all", "expire_sessions")
+    assert x.VM.get_all()  # the SDK logs in again on SESSION_INVALID and retries
+    assert xapi._session != old
+
+
+def test_state_survives_restart(tmp_path):
+    state = tmp_path / "s"
+    config = SimConfig(password=PASSWORD, hosts=host_configs(1), auth_failure_delay=0.0)
+    with Simulator(config, state) as sim:
+        s = XenAPI.Session(sim.url)
+        s.xenapi.login_with_password("root", PASSWORD)
+        tmpl = s.xenapi.VM.get_by_name_label("Other install media")[0]
+        vm = s.xenapi.VM.clone(tmpl, "persisted")
+    with Simulator(config, state) as sim:
+        s = XenAPI.Session(sim.url)
+        s.xenapi.login_with_password("root", PASSWORD)
+        assert s.xenapi.VM.get_name_label(vm) == "persisted"
+    assert os.path.exists(state / "db.json")
+
+
+def test_tls_with_pinned_ca(tmp_path):
+    import ssl
+
+    config = SimConfig(password=PASSWORD, hosts=host_configs(1), auth_failure_delay=0.0)
+    with Simulator(config, tmp_path, tls=True) as sim:
+        assert sim.url.startswith("https://")
+        plain = XenAPI.Session(sim.url)
+        with pytest.raises(ssl.SSLError):
+            plain.xenapi.login_with_password("root", PASSWORD)
+        ctx = ssl.create_default_context(cafile=str(sim.certificate))
+        import xmlrpc.client
+        s = XenAPI.Session(sim.url, transport=xmlrpc.client.SafeTransport(context=ctx))
+        s.xenapi.login_with_password("root", PASSWORD)
+        assert s.xenapi.host.get_all()

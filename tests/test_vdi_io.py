@@ -1,0 +1,105 @@
+"""Raw VDI import/export over HTTP with real bytes, formats and xapi's chunked framing."""
+from __future__ import annotations
+
+import os
+import struct
+import urllib.error
+import urllib.request
+
+import pytest
+
+MIB = 1 << 20
+
+
+def _vdi(x, sr, size=8 * MIB):
+    return x.VDI.create({"name_label": "d", "name_description": "", "SR": sr,
+                         "virtual_size": str(size), "type": "user", "sharable": False,
+                         "read_only": False, "other_config": {}})
+
+
+def _wait(x, task):
+    import time
+    for _ in range(500):
+        if x.task.get_status(task) != "pending":
+            break
+        time.sleep(0.02)
+    return x.task.get_record(task)
+
+
+def _put(sim, session, query, data):
+    req = urllib.request.Request(f"{sim.url}/import_raw_vdi?session_id={session}&{query}",
+                                 data=data, method="PUT")
+    return urllib.request.urlopen(req)
+
+
+@pytest.mark.parametrize("fmt", ["raw", "vhd", "qcow2"])
+def test_round_trip_in_each_format(sim, xapi, fmt):
+    x = xapi.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    src = _vdi(x, sr)
+    data = os.urandom(3 * MIB) + b"\0" * (5 * MIB)
+    task = x.task.create("t", "")
+    _put(sim, xapi._session, f"vdi={src}&format=raw&task_id={task}", data)
+    assert _wait(x, task)["status"] == "success"
+    exported = urllib.request.urlopen(
+        f"{sim.url}/export_raw_vdi?session_id={xapi._session}&vdi={src}&format={fmt}")
+    assert exported.headers["task-id"]
+    blob = exported.read()
+    dst = _vdi(x, sr)
+    task = x.task.create("t", "")
+    _put(sim, xapi._session, f"vdi={dst}&format={fmt}&task_id={task}", blob)
+    rec = _wait(x, task)
+    assert rec["status"] == "success", rec["error_info"]
+    assert rec["result"] == f"<value>{dst}</value>"
+    back = urllib.request.urlopen(
+        f"{sim.url}/export_raw_vdi?session_id={xapi._session}&vdi={dst}&format=raw").read()
+    assert back == data
+
+
+def test_chunked_framing(sim, xapi):
+    x = xapi.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    vdi = _vdi(x, sr)
+    body = struct.pack("<QI", 4096, 5) + b"hello" + struct.pack("<QI", 0, 0)
+    task = x.task.create("t", "")
+    _put(sim, xapi._session, f"vdi={vdi}&chunked=true&task_id={task}", body)
+    assert _wait(x, task)["status"] == "success"
+    back = urllib.request.urlopen(
+        f"{sim.url}/export_raw_vdi?session_id={xapi._session}&vdi={vdi}").read()
+    assert back[4096:4101] == b"hello" and back[:4096] == b"\0" * 4096
+
+
+def test_bad_session_is_401_and_oversized_image_fails_the_task(sim, xapi):
+    x = xapi.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    vdi = _vdi(x, sr, 2 * MIB)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        _put(sim, "OpaqueRef:bad", f"vdi={vdi}", b"x")
+    assert e.value.code == 401
+    task = x.task.create("t", "")
+    _put(sim, xapi._session, f"vdi={vdi}&task_id={task}", b"x" * (3 * MIB))
+    rec = _wait(x, task)
+    assert rec["status"] == "failure" and rec["error_info"][0] == "VDI_IO_ERROR"
+
+
+def test_file_sr_vdis_are_real_vhd_files_in_dom0(sim, xapi):
+    x = xapi.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    vdi = _vdi(x, sr)
+    host = sim.backend.master_ref
+    path = sim.backend.dom0_root(host) / "var/run/sr-mount" / x.SR.get_uuid(sr) / \
+        f"{x.VDI.get_uuid(vdi)}.vhd"
+    assert path.exists()
+    with open(path, "rb") as f:
+        assert f.read(8) == b"conectix"  # the VHD footer cookie (copy at offset 0)
+
+
+def test_sr_full_and_vdi_in_use(sim, xapi):
+    x = xapi.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    too_big = int(x.SR.get_physical_size(sr)) + MIB
+    import XenAPI
+    details = pytest.raises(XenAPI.Failure, _vdi, x, sr, too_big).value.details
+    assert details[0] == "SR_FULL"
+    before = len(x.VDI.get_all())
+    assert len(x.VDI.get_all()) == before  # nothing left behind by the failure
