@@ -110,6 +110,15 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(n)
 
+    def _drain_small_body(self, limit: int = 1 << 20) -> None:
+        """Read a small rejected body so the client sees our answer, not a reset."""
+        try:
+            n = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return
+        if 0 < n <= limit:
+            self.rfile.read(n)
+
     def query(self) -> dict[str, str]:
         q = urllib.parse.urlparse(self.path).query
         return {k: v[-1] for k, v in urllib.parse.parse_qs(q, keep_blank_values=True).items()}
@@ -213,6 +222,7 @@ class Handler(BaseHTTPRequestHandler):
     def _handler(self, fn) -> None:
         session = self.session_from_request()
         if session is None:
+            self._drain_small_body()
             self._error_page(401, "Unauthorised")
             self.close_connection = True
             return
