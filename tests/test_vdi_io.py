@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import XenAPI
 
 MIB = 1 << 20
 
@@ -97,9 +98,24 @@ def test_file_sr_vdis_are_real_vhd_files_in_dom0(sim, xapi):
 def test_sr_full_and_vdi_in_use(sim, xapi):
     x = xapi.xenapi
     sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    sr_dir = sim.backend.disks.sr_dir(x.SR.get_uuid(sr))
+    vdis_before = set(x.VDI.get_all())
+    files_before = set(sr_dir.iterdir())
     too_big = int(x.SR.get_physical_size(sr)) + MIB
-    import XenAPI
     details = pytest.raises(XenAPI.Failure, _vdi, x, sr, too_big).value.details
     assert details[0] == "SR_FULL"
-    before = len(x.VDI.get_all())
-    assert len(x.VDI.get_all()) == before  # nothing left behind by the failure
+    assert set(x.VDI.get_all()) == vdis_before  # no record left behind by the failure
+    assert set(sr_dir.iterdir()) == files_before  # and no backing file
+
+    vdi = _vdi(x, sr)
+    vm = x.VM.clone(x.VM.get_by_name_label("Other install media")[0], "user")
+    x.VM.set_is_a_template(vm, False)
+    x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
+                  "type": "Disk", "empty": False, "other_config": {},
+                  "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    x.VM.start(vm, False, False)
+    assert pytest.raises(XenAPI.Failure, x.VDI.destroy, vdi).value.details == \
+        ["VDI_IN_USE", vdi, "destroy"]
+    x.VM.hard_shutdown(vm)
+    x.VDI.destroy(vdi)
+    assert set(x.VDI.get_all()) == vdis_before
