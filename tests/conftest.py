@@ -31,6 +31,14 @@ def xapi(sim):
         pass
 
 
+def sdk_call(proxy, method: str, *args):
+    """Call ``"VM.get_record"`` on an SDK ``session.xenapi`` proxy by its dotted name."""
+    obj = proxy
+    for part in method.split("."):
+        obj = getattr(obj, part)
+    return obj(*args)
+
+
 class JsonRpc:
     """A minimal JSON-RPC client, as the Go/C#/Java SDKs speak it."""
 
@@ -67,10 +75,7 @@ def client(request, sim):
         s.xenapi.login_with_password("root", PASSWORD, "2.21", "tests")
 
         def call(method, *args):
-            obj = s.xenapi
-            for part in method.split("."):
-                obj = getattr(obj, part)
-            return obj(*args)
+            return sdk_call(s.xenapi, method, *args)
         call.protocol = "xmlrpc"
         call.session = s._session
         return call

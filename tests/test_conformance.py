@@ -7,7 +7,7 @@ import xmlrpc.client
 import pytest
 import XenAPI
 
-from tests.conftest import PASSWORD, JsonRpc
+from tests.conftest import PASSWORD, JsonRpc, sdk_call
 
 
 def fails(fn, *args) -> list[str]:
@@ -151,7 +151,7 @@ def test_not_enough_memory(client):
 
 def test_async_task_and_event_from(xapi):
     x = xapi.xenapi
-    vm = _new_vm(lambda m, *a: _sdk(x, m, *a))
+    vm = _new_vm(lambda m, *a: sdk_call(x, m, *a))
     task = x.Async.VM.start(vm, False, False)
     token = ""
     status = None
@@ -176,7 +176,7 @@ def test_event_from_times_out_empty_and_reports_del(xapi):
     t0 = time.time()
     empty = x.event_from(["vm"], first["token"], 0.3)
     assert empty["events"] == [] and time.time() - t0 >= 0.25
-    vm = _new_vm(lambda m, *a: _sdk(x, m, *a))
+    vm = _new_vm(lambda m, *a: sdk_call(x, m, *a))
     token = x.event_from(["vm"], empty["token"], 1.0)["token"]
     x.VM.destroy(vm)
     dels = x.event_from(["vm"], token, 1.0)["events"]
@@ -198,9 +198,3 @@ def test_logout_invalidates_session(sim):
     j = JsonRpc(sim.url)
     assert j.raw("VM.get_all", [ref])["error"]["message"] == "SESSION_INVALID"
 
-
-def _sdk(x, method, *args):
-    obj = x
-    for part in method.split("."):
-        obj = getattr(obj, part)
-    return obj(*args)
