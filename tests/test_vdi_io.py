@@ -119,3 +119,19 @@ def test_sr_full_and_vdi_in_use(sim, xapi):
     x.VM.hard_shutdown(vm)
     x.VDI.destroy(vdi)
     assert set(x.VDI.get_all()) == vdis_before
+
+
+def test_handler_tasks_are_not_left_behind(sim, xapi):
+    import time
+    x = xapi.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    vdi = _vdi(x, sr)
+    tasks_before = set(x.task.get_all())
+    urllib.request.urlopen(
+        f"{sim.url}/export_raw_vdi?session_id={xapi._session}&vdi={vdi}").read()
+    with pytest.raises(urllib.error.HTTPError):  # a failed export, too
+        urllib.request.urlopen(f"{sim.url}/export_raw_vdi?session_id={xapi._session}&vdi=nope")
+    deadline = time.monotonic() + 5
+    while set(x.task.get_all()) != tasks_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert set(x.task.get_all()) == tasks_before

@@ -23,7 +23,9 @@ PENDING_TASK_TIMEOUT = 86400.0
 MAX_TASKS = 200
 
 
-def create(call: Call, label: str, description: str = "", session: str | None = None) -> str:
+def create(call: Call, label: str, description: str = "", session: str | None = None,
+           destroy_when_done: bool = False) -> str:
+    """A pending task; ``destroy_when_done`` for tasks a handler makes for itself."""
     store = call.store
     with store.lock:
         ref = store.create("task", {
@@ -36,6 +38,7 @@ def create(call: Call, label: str, description: str = "", session: str | None = 
             store.add_to_set("session", sess, "tasks", ref)
             store.private[ref]["session"] = sess
         store.private[ref]["created"] = time.monotonic()
+        store.private[ref]["destroy_when_done"] = destroy_when_done
         return ref
 
 

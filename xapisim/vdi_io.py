@@ -13,6 +13,7 @@ import os
 from . import tasks
 from .call import Call
 from .datamodel import NULL_REF
+from .disks import VHD_MAX_BYTES
 from .errors import HttpError, XapiError
 from .messages.vdi import new_vdi, sr_info, update_sr_usage
 
@@ -32,9 +33,7 @@ def _task(req, call: Call, label: str) -> str:
         if not store.exists("task", tid):
             raise HttpError(404, "task not found")
         return tid
-    task = tasks.create(call, label)
-    store.private[task]["destroy_when_done"] = True
-    return task
+    return tasks.create(call, label, destroy_when_done=True)
 
 
 def _vdi_from(store, value: str) -> str:
@@ -165,8 +164,8 @@ def export_raw_vdi(req, session: str) -> None:
         with store.lock:
             rec = store.get("VDI", vdi)
             sr_uuid, sr_type = sr_info(store, rec["SR"])
-            if fmt == "vhd" and int(rec["virtual_size"]) > 2040 * (1 << 30):
-                raise XapiError("VDI_TOO_LARGE", vdi, str(2040 * (1 << 30)))
+            if fmt == "vhd" and int(rec["virtual_size"]) > VHD_MAX_BYTES:
+                raise XapiError("VDI_TOO_LARGE", vdi, VHD_MAX_BYTES)
         path, temporary = backend.disks.export_file(sr_uuid, sr_type, rec["uuid"], fmt)
     except XapiError as e:
         LOG.info("export_raw_vdi failed: %s", e)
