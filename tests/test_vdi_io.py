@@ -78,7 +78,10 @@ def test_bad_session_is_401_and_oversized_image_fails_the_task(sim, xapi):
         _put(sim, "OpaqueRef:bad", f"vdi={vdi}", b"x")
     assert e.value.code == 401
     task = x.task.create("t", "")
-    _put(sim, xapi._session, f"vdi={vdi}&task_id={task}", b"x" * (3 * MIB))
+    try:
+        _put(sim, xapi._session, f"vdi={vdi}&task_id={task}", b"x" * (3 * MIB))
+    except urllib.error.URLError:
+        pass  # the host may close the upload while the client is still sending, as xapi does
     rec = _wait(x, task)
     assert rec["status"] == "failure" and rec["error_info"][0] == "VDI_IO_ERROR"
 

@@ -92,7 +92,9 @@ class DiskStore:
 
     # -- lifecycle -------------------------------------------------------
     def create(self, sr_uuid: str, sr_type: str, vdi_uuid: str, size: int) -> Path:
-        p = self.path(sr_uuid, sr_type, vdi_uuid)
+        return self._create_at(self.path(sr_uuid, sr_type, vdi_uuid), sr_type, size)
+
+    def _create_at(self, p: Path, sr_type: str, size: int) -> Path:
         if self.is_file_sr(sr_type):
             run_qemu_img("create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
                          str(p), str(size))
@@ -122,9 +124,23 @@ class DiskStore:
         if self.fmt(src[1]) == self.fmt(dst[1]) and not dp.exists():
             subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(sp), str(dp)], check=True)
             return
-        if not dp.exists():
-            self.create(dst[0], dst[1], dst[2], size)
-        run_qemu_img("convert", "-n", "-f", self.fmt(src[1]), "-O", self.fmt(dst[1]), str(sp), str(dp))
+        self._fill(sp, self.fmt(src[1]), dp, dst[1], size)
+
+    def _fill(self, src: Path, src_fmt: str, dst: Path, sr_type: str, size: int) -> None:
+        """Make ``dst`` a disk of ``size`` holding ``src``'s contents, allocating only data.
+
+        The copy goes into a new empty file (so ``--target-is-zero`` is true and
+        qemu-img skips zero blocks instead of allocating them), which then
+        replaces ``dst``.
+        """
+        tmp = dst.with_name(dst.name + ".new")
+        self._create_at(tmp, sr_type, size)
+        try:
+            run_qemu_img("convert", "-n", "--target-is-zero", "-f", src_fmt, "-O", self.fmt(sr_type),
+                         str(src), str(tmp))
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def resize(self, sr_uuid: str, sr_type: str, vdi_uuid: str, size: int) -> None:
         p = self.path(sr_uuid, sr_type, vdi_uuid)
@@ -132,11 +148,7 @@ class DiskStore:
             with open(p, "r+b") as f:
                 f.truncate(size)
             return
-        tmp = p.with_suffix(".resize")
-        run_qemu_img("create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
-                     str(tmp), str(size))
-        run_qemu_img("convert", "-n", "-f", "vpc", "-O", "vpc", str(p), str(tmp))
-        os.replace(tmp, p)
+        self._fill(p, "vpc", p, sr_type, size)
 
     # -- import/export ---------------------------------------------------
     def temp_file(self, suffix: str) -> Path:
@@ -164,7 +176,7 @@ class DiskStore:
         elif src.stat().st_size > vdi_size:
             raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
         dst = self.path(sr_uuid, sr_type, vdi_uuid)
-        run_qemu_img("convert", "-n", "-f", src_fmt, "-O", self.fmt(sr_type), str(src), str(dst))
+        self._fill(src, src_fmt, dst, sr_type, vdi_size)
 
     def export_file(self, sr_uuid: str, sr_type: str, vdi_uuid: str, fmt: str) -> tuple[Path, bool]:
         """A file holding the VDI in ``fmt``; True if it is a temporary to delete."""

@@ -9,6 +9,7 @@ A small set of the default templates as XenServer 8 ships them.
 from __future__ import annotations
 
 import socket
+import time
 
 from .backend import Backend, HostConfig, HostRuntime
 from .datamodel import NULL_REF
@@ -100,7 +101,8 @@ def _host(backend: Backend, hc: HostConfig, index: int, network: str) -> str:
                      "speed": "2600.000", "modelname": "Intel(R) Xeon(R) xapisim CPU",
                      "family": "6", "model": "85", "stepping": "7", "flags": "fpu de tsc msr pae",
                      "features": "", "features_pv": "", "features_hvm": ""},
-        "other_config": {"agent_start_time": "0.", "boot_time": "0."},
+        # xapi records these as float seconds since the epoch (xapi.ml, Xapi_host)
+        "other_config": {"agent_start_time": f"{time.time():.0f}.", "boot_time": f"{time.time():.0f}."},
         "license_params": {"sku_type": "free"}, "edition": "xenserver-premium",
         "memory_overhead": 0, "external_auth_type": "", "sched_policy": "credit",
         "supported_bootloaders": ["pygrub", "eliloader"], "ssl_legacy": False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 from . import tasks
 from .call import Call
@@ -182,7 +183,7 @@ def export_raw_vdi(req, session: str) -> None:
         req.end_headers()
         req.wfile.flush()
         with open(path, "rb") as f:
-            req.connection.sendfile(f)
+            _send_file(req, f)
         tasks.finish(call, task, result="")
     except OSError as e:
         tasks.finish(call, task, error=XapiError("VDI_IO_ERROR", str(e)))
@@ -190,3 +191,11 @@ def export_raw_vdi(req, session: str) -> None:
     finally:
         if temporary:
             os.unlink(path)
+
+
+def _send_file(req, f) -> None:
+    """sendfile(2) when the socket allows it; a copy loop on non-blocking (e.g. eventlet) sockets."""
+    try:
+        req.connection.sendfile(f)
+    except ValueError:  # refused before sending anything
+        shutil.copyfileobj(f, req.wfile, CHUNK)
