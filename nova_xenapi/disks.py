@@ -1,0 +1,186 @@
+"""VDIs and VBDs: choosing the SR, making, attaching, filling, reading and removing disks.
+
+Every VDI the driver makes is tagged in ``other_config`` with the instance
+it belongs to (``nova_instance_uuid``) and its role (``nova_disk_type``), so
+destroy removes exactly what the instance owned and leaves volumes alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from nova import exception
+from oslo_log import log as logging
+
+from nova_xenapi.errors import HostConnectionError, XenAPIError
+from nova_xenapi.session import XenAPISession
+
+LOG = logging.getLogger(__name__)
+
+NULL = "OpaqueRef:NULL"
+ROOT, SWAP, EPHEMERAL, CONFIG_DRIVE = "0", "1", "2", "3"
+CHUNK = 1 << 20
+
+
+def find_sr(session: XenAPISession, matching_filter: str) -> str:
+    """The SR named by ``sr_matching_filter``; a clear error if none matches."""
+    key, _, value = matching_filter.partition(":")
+    if key == "default-sr" and value == "true":
+        pool = session.call_xenapi("pool.get_all")[0]
+        sr = session.call_xenapi("pool.get_default_SR", pool)
+        if sr != NULL:
+            return sr
+    elif key == "other-config":
+        want_key, _, want_value = value.partition("=")
+        for ref, rec in session.call_xenapi("SR.get_all_records").items():
+            if rec["other_config"].get(want_key) == want_value:
+                return ref
+    raise exception.StorageRepositoryNotFound(
+        reason=f"no SR matches [xenserver] sr_matching_filter = {matching_filter!r}")
+
+
+def sr_type(session: XenAPISession, sr: str) -> str:
+    return session.call_xenapi("SR.get_type", sr)
+
+
+def create_vdi(session: XenAPISession, sr: str, instance_uuid: str, role: str,
+               name_label: str, size: int, read_only: bool = False) -> str:
+    return session.call_xenapi("VDI.create", {
+        "name_label": name_label,
+        "name_description": role,
+        "SR": sr,
+        "virtual_size": str(size),
+        "type": "user",
+        "sharable": False,
+        "read_only": read_only,
+        "other_config": {"nova_instance_uuid": instance_uuid, "nova_disk_type": role},
+        "xenstore_data": {},
+        "sm_config": {},
+        "tags": [],
+    })
+
+
+def create_vbd(session: XenAPISession, vm: str, vdi: str, userdevice: str, *,
+               bootable: bool = False, read_only: bool = False) -> str:
+    return session.call_xenapi("VBD.create", {
+        "VM": vm,
+        "VDI": vdi,
+        "userdevice": userdevice,
+        "bootable": bootable,
+        "mode": "RO" if read_only else "RW",
+        "type": "Disk",
+        "empty": False,
+        "other_config": {},
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    })
+
+
+def destroy_vdi(session: XenAPISession, vdi: str) -> None:
+    """Destroy a VDI; one already gone is not an error."""
+    try:
+        session.call_xenapi("VDI.destroy", vdi)
+    except XenAPIError as exc:
+        if exc.code != "HANDLE_INVALID":
+            raise
+
+
+def owned_by(session: XenAPISession, vdi: str, instance_uuid: str) -> bool:
+    rec = session.get_record("VDI", vdi)
+    return bool(rec) and rec["other_config"].get("nova_instance_uuid") == instance_uuid
+
+
+def virtual_size(session: XenAPISession, vdi: str) -> int:
+    return int(session.call_xenapi("VDI.get_virtual_size", vdi))
+
+
+class _BodyWriter:
+    """A file-like ``write`` that sends the request body and counts it."""
+
+    def __init__(self, conn: Any, length: int) -> None:
+        self._conn = conn
+        self._length = length
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        if self.written + len(data) > self._length:
+            raise XenAPIError(["VDI_IMPORT_FAILED", "the image is larger than its recorded size"])
+        if data:
+            self._conn.send(bytes(data))
+            self.written += len(data)
+
+
+def _new_task(session: XenAPISession, label: str) -> str:
+    return session.call_xenapi("task.create", label, "nova-xenapi")
+
+
+@contextlib.contextmanager
+def importer(session: XenAPISession, vdi: str, fmt: str, length: int,
+             timeout: float) -> Iterator[_BodyWriter]:
+    """Stream ``length`` bytes into ``vdi`` through XAPI's ``PUT /import_raw_vdi``.
+
+    XAPI reads a body of known length (it does not take HTTP chunked
+    transfer encoding).  Yields a writer; when the block ends the import
+    task is waited for, so a disk that did not fit or a format that does not
+    parse raises here, with XAPI's error.
+    """
+    task = _new_task(session, "nova-xenapi import")
+    try:
+        try:
+            with session.http_request("PUT", "/import_raw_vdi",
+                                      {"vdi": vdi, "format": fmt, "task_id": task}) as (conn, target):
+                conn.putrequest("PUT", target, skip_accept_encoding=True)
+                conn.putheader("Content-Length", str(length))
+                conn.endheaders()
+                writer = _BodyWriter(conn, length)
+                yield writer
+                if writer.written != length:
+                    raise XenAPIError(["VDI_IMPORT_FAILED",
+                                       f"sent {writer.written} of {length} bytes"])
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise XenAPIError(["VDI_IMPORT_FAILED", f"HTTP {resp.status} {resp.reason}"])
+        except HostConnectionError:
+            # the host may have closed the upload because the import failed: its task says why
+            rec = session.get_record("task", task)
+            if rec and rec["status"] == "failure" and rec["error_info"]:
+                raise XenAPIError(rec["error_info"]) from None
+            raise
+        session.wait_for_task(task, timeout, what="VDI import")
+        task = None  # wait_for_task destroyed it
+    finally:
+        if task is not None:
+            with contextlib.suppress(Exception):
+                session.call_xenapi("task.cancel", task)
+            with contextlib.suppress(Exception):
+                session.call_xenapi("task.destroy", task)
+
+
+def import_file(session: XenAPISession, vdi: str, path: str, fmt: str, timeout: float) -> int:
+    """Copy a local file into ``vdi``; return the bytes sent."""
+    with open(path, "rb") as data, importer(session, vdi, fmt, os.path.getsize(path), timeout) as writer:
+        while chunk := data.read(CHUNK):
+            writer.write(chunk)
+    return writer.written
+
+
+@contextlib.contextmanager
+def exporter(session: XenAPISession, vdi: str, fmt: str) -> Iterator[BinaryIO]:
+    """Read ``vdi`` through XAPI's ``GET /export_raw_vdi`` as a file-like object."""
+    task = _new_task(session, "nova-xenapi export")
+    try:
+        with session.http_request("GET", "/export_raw_vdi",
+                                  {"vdi": vdi, "format": fmt, "task_id": task}) as (conn, target):
+            conn.request("GET", target)
+            resp = conn.getresponse()
+            if resp.status != 200:
+                resp.read()
+                raise XenAPIError(["VDI_EXPORT_FAILED", f"HTTP {resp.status} {resp.reason}"])
+            yield resp
+    finally:
+        with contextlib.suppress(Exception):
+            session.call_xenapi("task.destroy", task)

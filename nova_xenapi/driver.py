@@ -1,0 +1,252 @@
+"""XenAPIDriver: Nova's ComputeDriver for XenServer 8 and XCP-ng 8.3.
+
+A facade: each method turns Nova's objects into a call on one of the small
+modules (session, vm, disks, images, network, host, console, spawn,
+snapshot, lifecycle) and holds no logic of its own beyond that mapping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nova import exception
+from nova.virt import driver, hardware
+
+from nova_xenapi import conf as xconf
+from nova_xenapi import console, images, lifecycle, session, snapshot, spawn, vm
+from nova_xenapi import host as host_ops
+from nova_xenapi.network import XenAPIOpenVswitchDriver
+
+CONF = xconf.CONF
+
+
+class XenAPIDriver(driver.ComputeDriver):
+    """Runs Nova instances as VMs on a XAPI host or pool."""
+
+    capabilities = dict(driver.ComputeDriver.capabilities)
+    capabilities.update({
+        "has_imagecache": False,
+        "supports_evacuate": False,
+        "supports_migrate_to_same_host": False,
+        "supports_attach_interface": True,
+        "supports_device_tagging": False,
+        "supports_multiattach": False,
+        "supports_trusted_certs": False,
+        "supports_pcpus": False,
+        "supports_accelerators": False,
+        "supports_image_type_raw": True,
+        "supports_image_type_vhd": True,
+        "supports_image_type_qcow2": True,
+        "supports_image_type_ami": False,
+        "supports_image_type_aki": False,
+        "supports_image_type_ari": False,
+        "supports_image_type_iso": False,
+        "supports_image_type_vdi": False,
+        "supports_image_type_vmdk": False,
+        "supports_image_type_ploop": False,
+        "supports_secure_boot": True,
+        "supports_vtpm": False,
+    })
+
+    def __init__(self, virtapi: Any, read_only: bool = False) -> None:
+        super().__init__(virtapi)
+        self._session: session.XenAPISession | None = None
+        self._host: spawn.Host | None = None
+        self._watcher: lifecycle.LifecycleWatcher | None = None
+
+    # -------------------------------------------------------------- plumbing
+    @property
+    def session(self) -> session.XenAPISession:
+        if self._session is None:
+            self._session = session.from_conf(CONF)
+        return self._session
+
+    @property
+    def host(self) -> spawn.Host:
+        if self._host is None:
+            xs = CONF.xenserver
+            self._host = spawn.Host(
+                session=self.session,
+                handler=images.get_handler(xs.image_handler),
+                vifs=XenAPIOpenVswitchDriver(self.session, xs.ovs_integration_bridge),
+                sr_filter=xs.sr_matching_filter,
+                default_os_type=xs.default_os_type,
+                running_timeout=xs.running_timeout,
+            )
+        return self._host
+
+    def init_host(self, host: str) -> None:
+        xs = CONF.xenserver
+        if xs.check_host and not xs.independent_compute:
+            self._check_runs_on_host()
+        self.host.handler.check_sr(self.session, spawn.disks.find_sr(self.session, xs.sr_matching_filter))
+        self._watcher = lifecycle.LifecycleWatcher(self.session, self.emit_event)
+        self._watcher.start()
+
+    def _check_runs_on_host(self) -> None:
+        try:
+            with open("/sys/hypervisor/uuid") as f:
+                my_uuid = f.read().strip()
+        except OSError:
+            raise exception.NovaException(
+                "[xenserver] check_host is set but this machine is not a Xen guest "
+                "(/sys/hypervisor/uuid is missing); set independent_compute = True to run "
+                "outside the host, or check_host = False") from None
+        me = self.session.call_xenapi("VM.get_by_uuid", my_uuid)
+        if self.session.call_xenapi("VM.get_resident_on", me) != self.session.host_ref:
+            raise exception.NovaException(
+                "this compute VM does not run on the host named by [xenserver] connection_url")
+
+    def cleanup_host(self, host: str) -> None:
+        if self._watcher:
+            self._watcher.stop()
+        if self._session:
+            self._session.close()
+
+    # ------------------------------------------------------------- the host
+    def _stats(self) -> host_ops.HostStats:
+        return host_ops.stats(self.session, CONF.xenserver.sr_matching_filter)
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        return [self._stats().hostname]
+
+    def get_nodenames_by_uuid(self, refresh: bool = False) -> dict[str, str]:
+        s = self._stats()
+        return {s.uuid: s.hostname}
+
+    def get_available_resource(self, nodename: str) -> dict:
+        return host_ops.available_resource(self._stats())
+
+    def update_provider_tree(self, provider_tree: Any, nodename: str, allocations: Any = None) -> None:
+        existing = provider_tree.data(nodename).inventory
+        provider_tree.update_inventory(nodename, host_ops.inventory(self._stats(), existing))
+
+    def get_host_uptime(self) -> str:
+        return host_ops.uptime(self.session)
+
+    def get_host_ip_addr(self) -> str:
+        return self.session.call_xenapi("host.get_address", self.session.host_ref)
+
+    def set_host_enabled(self, enabled: bool) -> str:
+        return host_ops.set_enabled(self.session, enabled)
+
+    def host_maintenance_mode(self, host: str, mode: bool) -> str:
+        return host_ops.maintenance_mode(self.session, mode)
+
+    def poll_rebooting_instances(self, timeout: int, instances: Any) -> None:
+        """XAPI finishes reboots itself; nothing is left to poll."""
+
+    # -------------------------------------------------------------- listing
+    def _nova_vms(self) -> dict[str, dict]:
+        return {ref: rec for ref, rec in self.session.call_xenapi("VM.get_all_records").items()
+                if not rec["is_a_template"] and not rec["is_control_domain"]
+                and rec["other_config"].get("nova_uuid")}
+
+    def list_instances(self) -> list[str]:
+        return [rec["name_label"] for rec in self._nova_vms().values()]
+
+    def list_instance_uuids(self) -> list[str]:
+        return [rec["other_config"]["nova_uuid"] for rec in self._nova_vms().values()]
+
+    def instance_exists(self, instance: Any) -> bool:
+        return vm.lookup(self.session, instance.name) is not None
+
+    def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
+        ref = vm.lookup(self.session, instance.name + vm.RESCUE_SUFFIX) or vm.find(self.session, instance)
+        return hardware.InstanceInfo(state=vm.nova_power_state(vm.get_state(self.session, ref)))
+
+    def get_num_instances(self) -> int:
+        return len(self._nova_vms())
+
+    # ---------------------------------------------------------- lifecycle
+    def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
+              admin_password: Any, allocations: Any, network_info: Any = None,
+              block_device_info: Any = None, power_on: bool = True, accel_info: Any = None) -> None:
+        if block_device_info and block_device_info.get("block_device_mapping"):
+            raise exception.InvalidBDMFormat(
+                details="volumes are not supported by nova-xenapi yet")
+        spawn.spawn(self.host, context, instance, image_meta, injected_files, admin_password,
+                    network_info, power_on)
+
+    def destroy(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
+                destroy_disks: bool = True, destroy_secrets: bool = True) -> None:
+        spawn.destroy(self.host, instance, destroy_disks)
+
+    def cleanup(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
+                destroy_disks: bool = True, migrate_data: Any = None, destroy_vifs: bool = True,
+                destroy_secrets: bool = True) -> None:
+        spawn.destroy(self.host, instance, destroy_disks)
+
+    def reboot(self, context: Any, instance: Any, network_info: Any, reboot_type: str,
+               block_device_info: Any = None, bad_volumes_callback: Any = None,
+               accel_info: Any = None, share_info: Any = None) -> None:
+        vm.reboot(self.session, vm.find(self.session, instance), reboot_type == "HARD",
+                  CONF.xenserver.running_timeout)
+
+    def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
+        ref = vm.find(self.session, instance)
+        if vm.get_state(self.session, ref) == "Halted":
+            return
+        if timeout and vm.get_state(self.session, ref) == "Running" \
+                and vm.clean_shutdown(self.session, ref, timeout):
+            return
+        vm.hard_shutdown(self.session, ref)
+
+    def power_on(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
+                 accel_info: Any = None, share_info: Any = None) -> None:
+        ref = vm.find(self.session, instance)
+        if vm.get_state(self.session, ref) == "Halted":
+            vm.start(self.session, ref, CONF.xenserver.running_timeout)
+
+    def pause(self, instance: Any) -> None:
+        vm.pause(self.session, vm.find(self.session, instance))
+
+    def unpause(self, instance: Any) -> None:
+        vm.unpause(self.session, vm.find(self.session, instance))
+
+    def suspend(self, context: Any, instance: Any) -> None:
+        vm.suspend(self.session, vm.find(self.session, instance))
+
+    def resume(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
+               share_info: Any = None) -> None:
+        vm.resume(self.session, vm.find(self.session, instance), CONF.xenserver.running_timeout)
+
+    def resume_state_on_host_boot(self, context: Any, instance: Any, network_info: Any,
+                                  share_info: Any = None, block_device_info: Any = None) -> None:
+        self.power_on(context, instance, network_info, block_device_info)
+
+    def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
+               rescue_password: Any, block_device_info: Any, share_info: Any = None) -> None:
+        snapshot.rescue(self.host, context, instance, network_info, image_meta)
+
+    def unrescue(self, context: Any, instance: Any) -> None:
+        snapshot.unrescue(self.host, instance)
+
+    def snapshot(self, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
+        snapshot.snapshot(self.host, context, instance, image_id, update_task_state)
+
+    # ------------------------------------------------------------ networks
+    def plug_vifs(self, instance: Any, network_info: Any) -> None:
+        """VIFs are created with the VM at spawn; XAPI plugs them when it starts."""
+
+    def unplug_vifs(self, instance: Any, network_info: Any) -> None:
+        """VIFs go with the VM at destroy."""
+
+    def attach_interface(self, context: Any, instance: Any, image_meta: Any, vif: Any) -> None:
+        self.host.vifs.attach(vm.find(self.session, instance), vif)
+
+    def detach_interface(self, context: Any, instance: Any, vif: Any) -> None:
+        self.host.vifs.detach(vm.find(self.session, instance), vif["id"])
+
+    # ------------------------------------------------------- guest access
+    def get_vnc_console(self, context: Any, instance: Any) -> Any:
+        return console.vnc_console(self.session, instance)
+
+    def get_console_output(self, context: Any, instance: Any) -> str:
+        raise NotImplementedError(
+            "console output needs the nova-xenapi dom0 console plugin, not shipped yet")
+
+    def set_admin_password(self, instance: Any, new_pass: str) -> None:
+        raise NotImplementedError("setting the admin password needs the XenStore guest agent, "
+                                  "which nova-xenapi does not drive yet")
+

@@ -1,0 +1,303 @@
+"""The one way the driver talks to XAPI.
+
+``XenAPISession`` owns everything about the conversation with the host: a
+bounded pool of logged-in ``XenAPI`` SDK sessions (``connection_concurrent``)
+with an originator, the login timeout, following ``HOST_IS_SLAVE`` to the
+pool master (at login and whenever the master moves), the TLS policy,
+retrying with backoff only calls that are safe to repeat, running
+``Async.*`` calls and waiting for their tasks with ``event.from``
+(cancelling them on timeout), ``host.call_plugin`` and the HTTP handlers.
+No other module opens a connection or handles a session reference, and
+neither the password nor a session reference ever reaches a log line or an
+exception message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import queue
+import re
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import XenAPI
+from oslo_log import log as logging
+
+from nova_xenapi import transport
+from nova_xenapi.errors import HostConnectionError, TaskTimeout, XenAPIError
+
+LOG = logging.getLogger(__name__)
+
+ORIGINATOR = "nova-xenapi"
+CALL_TIMEOUT = 300.0  # seconds a single XML-RPC exchange may take
+RETRIES = 3  # attempts of a call that is safe to repeat
+_TASK_RESULT = re.compile(r"<value>(.*?)</value>", re.S)
+
+
+def is_safe_to_repeat(method: str) -> bool:
+    """Read-only messages can be sent again after a lost connection."""
+    name = method.rsplit(".", 1)[-1]
+    return name.startswith("get_") or method == "event.from"
+
+
+class XenAPISession:
+    """A bounded pool of XAPI sessions to one host or pool."""
+
+    def __init__(self, url: str, username: str, password: str, *, concurrent: int = 5,
+                 login_timeout: float = 10, tls: transport.TLSPolicy | None = None,
+                 originator: str = ORIGINATOR) -> None:
+        self._url = url.rstrip("/")
+        self._username = username
+        self._password = password
+        self._size = concurrent
+        self._login_timeout = login_timeout
+        self._tls = tls or transport.TLSPolicy()
+        self._originator = originator
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._lock = threading.Lock()
+        self._open = 0  # sessions logged in (idle or lent out)
+        self._generation = 0  # bumped when the master moves; older sessions are dropped
+        self._secrets: set[str] = set()
+        self.peak_open = 0
+        self.calls = 0
+        first = self._checkout()
+        try:
+            self.host_ref = self._call_on(first, "session.get_this_host", first.handle)
+            self.host_uuid = self._call_on(first, "host.get_uuid", self.host_ref)
+        finally:
+            self._checkin(first)
+
+    # ------------------------------------------------------------------ pool
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _login(self) -> XenAPI.Session:
+        for _ in range(5):  # a pool has one master; a few hops at most
+            tr = transport.XmlRpcTransport(self._url, self._tls, self._login_timeout)
+            sdk = XenAPI.Session(self._url, transport=tr)
+            try:
+                sdk.login_with_password(self._username, self._password, "1.0", self._originator)
+            except XenAPI.Failure as exc:
+                if exc.details and exc.details[0] == "HOST_IS_SLAVE":
+                    self._follow_master(exc.details[1])
+                    continue
+                raise self._error(exc) from None
+            except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
+                raise HostConnectionError(f"cannot log in to {self._url}: {exc}") from None
+            tr.timeout = CALL_TIMEOUT
+            self._secrets.add(sdk.handle)
+            return sdk
+        raise HostConnectionError(f"{self._url}: too many HOST_IS_SLAVE redirections")
+
+    def _follow_master(self, master_address: str) -> None:
+        parts = urlsplit(self._url)
+        netloc = master_address if parts.port is None else f"{master_address}:{parts.port}"
+        new = urlunsplit((parts.scheme, netloc, "", "", ""))
+        with self._lock:
+            if new != self._url:
+                LOG.info("XAPI pool master is %s; following it", master_address)
+                self._url = new
+                self._generation += 1
+
+    def _checkout(self) -> XenAPI.Session:
+        while True:
+            with self._lock:
+                try:
+                    sdk = self._idle.get_nowait()
+                except queue.Empty:
+                    sdk = None
+                    if self._open < self._size:
+                        self._open += 1
+                        self.peak_open = max(self.peak_open, self._open)
+                        create = True
+                    else:
+                        create = False
+            if sdk is not None:
+                if getattr(sdk, "_nx_generation", None) == self._generation:
+                    return sdk
+                self._discard(sdk)
+                continue
+            elif not create:
+                sdk = self._idle.get()  # wait for another caller to give one back
+                if getattr(sdk, "_nx_generation", None) == self._generation:
+                    return sdk
+                self._discard(sdk)
+                continue
+            try:
+                sdk = self._login()
+            except BaseException:
+                with self._lock:
+                    self._open -= 1
+                raise
+            sdk._nx_generation = self._generation
+            return sdk
+
+    def _checkin(self, sdk: XenAPI.Session) -> None:
+        self._idle.put(sdk)
+
+    def _discard(self, sdk: XenAPI.Session) -> None:
+        with self._lock:
+            self._open -= 1
+        handle = sdk.handle
+        with contextlib.suppress(Exception):
+            sdk.xenapi.session.logout()
+        self._secrets.discard(handle)
+
+    @contextlib.contextmanager
+    def _borrow(self) -> Iterator[XenAPI.Session]:
+        sdk = self._checkout()
+        broken = False
+        try:
+            yield sdk
+        except HostConnectionError:
+            broken = True
+            raise
+        finally:
+            self._secrets.add(sdk.handle)  # the SDK may have logged in again
+            if broken:
+                with self._lock:
+                    self._open -= 1
+                self._secrets.discard(sdk.handle)
+            else:
+                self._checkin(sdk)
+
+    def close(self) -> None:
+        """Log out every idle session."""
+        while True:
+            try:
+                sdk = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._discard(sdk)
+
+    # ----------------------------------------------------------------- calls
+    def _error(self, exc: XenAPI.Failure) -> XenAPIError:
+        details = [("<session>" if d in self._secrets else str(d)) for d in (exc.details or [])]
+        return XenAPIError(details)
+
+    def _call_on(self, sdk: XenAPI.Session, method: str, *args: Any) -> Any:
+        self.calls += 1
+        try:
+            return sdk.xenapi_request(method, args)
+        except XenAPI.Failure as exc:
+            raise self._error(exc) from None
+        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
+            raise HostConnectionError(f"lost connection to {self._url} during {method}: {exc}") from None
+        except xmlrpc.client.Fault as exc:
+            raise XenAPIError(["INTERNAL_ERROR", exc.faultString]) from None
+
+    def call_xenapi(self, method: str, *args: Any) -> Any:
+        """Call ``Class.message`` with the session prepended; return its value."""
+        attempts = RETRIES if is_safe_to_repeat(method) else 1
+        delay = 0.5
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._borrow() as sdk:
+                    return self._call_on(sdk, method, *args)
+            except XenAPIError as exc:
+                if exc.code != "HOST_IS_SLAVE":
+                    raise
+                self._follow_master(exc.details[1])  # the call did not run: send it again
+            except HostConnectionError:
+                if attempt == attempts:
+                    raise
+                LOG.warning("XAPI call %s lost its connection; retrying in %.1fs", method, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise HostConnectionError(f"{method}: no answer from the pool master")
+
+    def call_async(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """Run ``Async.<method>`` and wait for its task; return the decoded result."""
+        task = self.call_xenapi("Async." + method, *args)
+        return self.wait_for_task(task, timeout, what=method)
+
+    def wait_for_task(self, task: str, timeout: float | None, what: str = "task") -> Any:
+        """Block on ``event.from`` until ``task`` ends; cancel it after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        token = ""
+        try:
+            while True:
+                wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
+                batch = self.call_xenapi("event.from", ["task/" + task], token, wait)
+                token = batch["token"]
+                for ev in batch["events"]:
+                    if ev["ref"] != task:
+                        continue
+                    if ev["operation"] == "del":
+                        raise XenAPIError(["HANDLE_INVALID", "task", task])
+                    snap = ev["snapshot"]
+                    if snap["status"] == "success":
+                        return _decode_task_result(snap["result"])
+                    if snap["status"] in ("failure", "cancelled"):
+                        info = snap["error_info"] or ["TASK_CANCELLED", task]
+                        raise XenAPIError(list(info))
+                if deadline is not None and time.monotonic() >= deadline:
+                    with contextlib.suppress(XenAPIError, HostConnectionError):
+                        self.call_xenapi("task.cancel", task)
+                    raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
+        finally:
+            with contextlib.suppress(XenAPIError, HostConnectionError):
+                self.call_xenapi("task.destroy", task)
+
+    def call_plugin(self, plugin: str, fn: str, args: dict[str, str], host: str | None = None) -> str:
+        """Run a dom0 plugin function on ``host`` (default: this host)."""
+        return self.call_xenapi("host.call_plugin", host or self.host_ref, plugin, fn, args)
+
+    def get_record(self, cls: str, ref: str) -> dict | None:
+        """A record, or None if the object is gone."""
+        try:
+            return self.call_xenapi(f"{cls}.get_record", ref)
+        except XenAPIError as exc:
+            if exc.code == "HANDLE_INVALID":
+                return None
+            raise
+
+    # ------------------------------------------------------------------ HTTP
+    def console_path(self, path: str, console_ref: str) -> str:
+        """The /console request target a VNC proxy uses; it carries a pooled session."""
+        with self._borrow() as sdk:
+            return path + "?" + urlencode({"ref": console_ref, "session_id": sdk.handle})
+
+    @contextlib.contextmanager
+    def http_request(self, method: str, path: str, query: dict[str, str],
+                     timeout: float = CALL_TIMEOUT) -> Iterator[tuple[http.client.HTTPConnection, str]]:
+        """A connection to the master and the request target for a XAPI HTTP handler.
+
+        The session reference is added to the query here and never leaves
+        this method in an error message.
+        """
+        with self._borrow() as sdk:
+            target = path + "?" + urlencode({**query, "session_id": sdk.handle})
+            conn = transport.open_connection(self._url, self._tls, timeout)
+            try:
+                yield conn, target
+            except (OSError, http.client.HTTPException) as exc:
+                raise HostConnectionError(f"{method} {path} to {self._url} failed: {exc}") from None
+            finally:
+                conn.close()
+
+
+def _decode_task_result(result: str) -> Any:
+    """Task results are XML-RPC value fragments; return the string inside."""
+    if not result:
+        return ""
+    m = _TASK_RESULT.search(result)
+    return m.group(1) if m else result
+
+
+def from_conf(conf: Any) -> XenAPISession:
+    """Build a session from the [xenserver] options."""
+    xs = conf.xenserver
+    if not xs.connection_url or xs.connection_password is None:
+        raise ValueError("[xenserver] connection_url and connection_password must be set")
+    tls = transport.TLSPolicy(verify=xs.verify_ssl, ca_file=xs.ca_file,
+                              thumbprint=xs.certificate_thumbprint)
+    return XenAPISession(xs.connection_url, xs.connection_username, xs.connection_password,
+                         concurrent=xs.connection_concurrent, login_timeout=xs.login_timeout, tls=tls)
+

@@ -1,0 +1,94 @@
+"""Snapshots to Glance, and rescue/unrescue, which both work on copies of an instance."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from nova import exception
+from nova.compute import task_states
+from oslo_log import log as logging
+
+from nova_xenapi import disks, images, vm
+from nova_xenapi.errors import XenAPIError
+from nova_xenapi.rollback import Rollback
+from nova_xenapi.spawn import Host, add_vdi, discard_vm, image_props
+
+LOG = logging.getLogger(__name__)
+
+
+def _destroy_snapshot(host: Host, snap: str) -> None:
+    vdis = [vdi for _, vdi in vm.disk_vdis(host.session, snap)]
+    vm.destroy(host.session, snap)
+    for vdi in vdis:
+        disks.destroy_vdi(host.session, vdi)
+
+
+def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
+    """Snapshot the VM, upload its root disk to ``image_id``, and remove the snapshot."""
+    session = host.session
+    vm_ref = vm.find(session, instance)
+    update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+    snap = session.call_async("VM.snapshot", vm_ref, f"{instance.name}-snapshot-{image_id}",
+                              timeout=None)
+    try:
+        roots = [vdi for dev, vdi in vm.disk_vdis(session, snap) if dev == disks.ROOT]
+        if not roots:
+            raise exception.NovaException(f"{instance.name} has no root disk to snapshot")
+        update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                          expected_state=task_states.IMAGE_PENDING_UPLOAD)
+        metadata = {"properties": {"os_type": instance.os_type or host.default_os_type,
+                                   "auto_disk_config": str(bool(instance.auto_disk_config))}}
+        host.handler.upload(context, session, image_id, roots[0], metadata)
+    finally:
+        with contextlib.suppress(XenAPIError):
+            _destroy_snapshot(host, snap)
+    LOG.info("Uploaded a snapshot of %s as image %s", instance.name, image_id)
+
+
+def rescue(host: Host, context: Any, instance: Any, network_info: Any, image_meta: Any) -> None:
+    """Boot a rescue VM from ``image_meta`` with the instance's root disk as its second disk."""
+    session = host.session
+    vm_ref = vm.find(session, instance)
+    rescue_name = instance.name + vm.RESCUE_SUFFIX
+    if vm.lookup(session, rescue_name):
+        raise exception.InstanceNotRescuable(instance_id=instance.uuid, reason="already rescued")
+    images.check_bootable(image_meta)
+    roots = [vdi for dev, vdi in vm.disk_vdis(session, vm_ref) if dev == disks.ROOT]
+    if not roots:
+        raise exception.InstanceNotRescuable(instance_id=instance.uuid, reason="no root disk")
+    sr = disks.find_sr(session, host.sr_filter)
+    was_running = vm.get_state(session, vm_ref) == "Running"
+    with Rollback() as rb:
+        vm.hard_shutdown(session, vm_ref)
+        if was_running:
+            rb.add("instance power", vm.start, session, vm_ref, host.running_timeout)
+        rescue_root = add_vdi(host, rb, sr, instance, "rescue", images.root_disk_size(instance, image_meta))
+        host.handler.download(context, session, image_meta, rescue_root)
+        props = image_props(image_meta)
+        record = vm.build_record(instance, rescue_name, vm.boot_mode(props), secure_boot=False,
+                                 os_type=props.get("os_type") or host.default_os_type,
+                                 host_ref=session.host_ref)
+        record["other_config"] = {"nova_rescue_of": instance.uuid}
+        rescue_ref = vm.create(session, record)
+        rb.add("rescue VM", discard_vm, session, rescue_ref)
+        disks.create_vbd(session, rescue_ref, rescue_root, disks.ROOT, bootable=True)
+        disks.create_vbd(session, rescue_ref, roots[0], disks.SWAP)
+        host.vifs.plug_all(rescue_ref, network_info)
+        vm.start(session, rescue_ref, host.running_timeout)
+
+
+def unrescue(host: Host, instance: Any) -> None:
+    """Remove the rescue VM and its disk, and start the instance again."""
+    session = host.session
+    vm_ref = vm.find(session, instance)
+    rescue_ref = vm.lookup(session, instance.name + vm.RESCUE_SUFFIX)
+    if rescue_ref is None:
+        raise exception.InstanceNotRescuable(instance_id=instance.uuid, reason="not rescued")
+    rescue_disks = [vdi for _, vdi in vm.disk_vdis(session, rescue_ref)
+                    if (session.get_record("VDI", vdi) or {}).get("other_config", {})
+                    .get("nova_disk_type") == "rescue"]
+    discard_vm(session, rescue_ref)
+    for vdi in rescue_disks:
+        disks.destroy_vdi(session, vdi)
+    vm.start(session, vm_ref, host.running_timeout)

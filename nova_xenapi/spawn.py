@@ -1,0 +1,147 @@
+"""Building an instance: disks, config drive, VM record, VIFs, power on.
+
+Each step registers its undo before the next one starts, so a failure at
+any point (a bad image, a full SR, a lost connection, a VM that will not
+start) leaves the host exactly as it was and Nova sees the original error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from nova import exception
+from nova.api.metadata import base as instance_metadata
+from nova.virt import configdrive
+from oslo_log import log as logging
+from oslo_utils import units
+
+from nova_xenapi import disks, images, vm
+from nova_xenapi.network import XenAPIOpenVswitchDriver
+from nova_xenapi.rollback import Rollback
+from nova_xenapi.session import XenAPISession
+
+LOG = logging.getLogger(__name__)
+
+CONFIG_DRIVE_SIZE = 64 * units.Mi
+IMAGE_PROPS = ("hw_firmware_type", "hw_vm_mode", "os_secure_boot", "os_type")
+
+
+@dataclass
+class Host:
+    """What building and changing instances needs from the driver's configuration."""
+
+    session: XenAPISession
+    handler: images.RemoteStreamHandler
+    vifs: XenAPIOpenVswitchDriver
+    sr_filter: str
+    default_os_type: str
+    running_timeout: float
+
+
+def discard_vm(session: XenAPISession, vm_ref: str) -> None:
+    """Power off (if needed) and destroy a VM record; its VDIs are not touched."""
+    vm.hard_shutdown(session, vm_ref)
+    vm.destroy(session, vm_ref)
+
+
+def image_props(image_meta: Any) -> dict:
+    props = image_meta.properties if image_meta.obj_attr_is_set("properties") else None
+    return {k: props.get(k) for k in IMAGE_PROPS} if props is not None else {}
+
+
+def add_vdi(host: Host, rb: Rollback, sr: str, instance: Any, role: str, size: int,
+             read_only: bool = False) -> str:
+    ref = disks.create_vdi(host.session, sr, instance.uuid, role, f"{instance.name} {role}", size,
+                           read_only=read_only)
+    rb.add(f"{role} disk", disks.destroy_vdi, host.session, ref)
+    return ref
+
+
+def _config_drive(host: Host, rb: Rollback, sr: str, instance: Any, injected_files: Any,
+                  admin_password: str | None, network_info: Any) -> str:
+    extra_md = {"admin_pass": admin_password} if admin_password else {}
+    md = instance_metadata.InstanceMetadata(instance, content=injected_files, extra_md=extra_md,
+                                            network_info=network_info)
+    vdi = add_vdi(host, rb, sr, instance, "configdrive", CONFIG_DRIVE_SIZE)
+    with tempfile.TemporaryDirectory(prefix="nova-xenapi-cd-") as tmp:
+        path = os.path.join(tmp, "configdrive")
+        with configdrive.ConfigDriveBuilder(instance_md=md) as builder:
+            builder.make_drive(path)
+        disks.import_file(host.session, vdi, path, "raw", images.TRANSFER_TIMEOUT)
+    return vdi
+
+
+def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_files: Any,
+          admin_password: str | None, network_info: Any, power_on: bool = True) -> str:
+    """Make and start the VM of ``instance``; return its ref."""
+    session = host.session
+    if not image_meta.obj_attr_is_set("id") or not image_meta.id:
+        raise exception.InvalidBDMFormat(details="boot from volume is not supported by nova-xenapi yet")
+    images.check_bootable(image_meta)
+    if vm.lookup(session, instance.name):
+        raise exception.InstanceExists(name=instance.name)
+    props = image_props(image_meta)
+    mode = vm.boot_mode({**props, "vm_mode": instance.vm_mode})
+    root_size = images.root_disk_size(instance, image_meta)
+    sr = disks.find_sr(session, host.sr_filter)
+    host.handler.check_sr(session, sr)
+    flavor = instance.flavor
+    with Rollback() as rb:
+        root = add_vdi(host, rb, sr, instance, "root", root_size)
+        written = host.handler.download(context, session, image_meta, root)
+        if instance.auto_disk_config and root_size > written and image_meta.disk_format == "raw":
+            raise exception.InstanceUnacceptable(
+                instance_id=instance.uuid,
+                reason="auto_disk_config needs the dom0 partition plugin to grow the root "
+                "partition, which this release does not ship yet")
+        disk_list = [(disks.ROOT, root, True, False)]
+        if flavor.swap:
+            disk_list.append((disks.SWAP, add_vdi(host, rb, sr, instance, "swap",
+                                                   int(flavor.swap) * units.Mi), False, False))
+        if flavor.ephemeral_gb:
+            disk_list.append((disks.EPHEMERAL, add_vdi(host, rb, sr, instance, "ephemeral",
+                                                        int(flavor.ephemeral_gb) * units.Gi),
+                              False, False))
+        if configdrive.required_by(instance):
+            cd = _config_drive(host, rb, sr, instance, injected_files, admin_password, network_info)
+            disk_list.append((disks.CONFIG_DRIVE, cd, False, True))
+        record = vm.build_record(
+            instance, instance.name, mode,
+            secure_boot=props.get("os_secure_boot") == "required",
+            os_type=props.get("os_type") or instance.os_type or host.default_os_type,
+            host_ref=session.host_ref)
+        vm_ref = vm.create(session, record)
+        rb.add("VM", discard_vm, session, vm_ref)
+        for userdevice, vdi, bootable, read_only in disk_list:
+            disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only)
+        host.vifs.plug_all(vm_ref, network_info)
+        if configdrive.required_by(instance):
+            configdrive.update_instance(instance)
+        if power_on:
+            vm.start(session, vm_ref, host.running_timeout)
+    LOG.info("Spawned %s as a %s VM", instance.name, mode.upper())
+    return vm_ref
+
+
+def destroy(host: Host, instance: Any, destroy_disks: bool = True) -> None:
+    """Remove the instance's VM (and its rescue VM) and, if asked, the disks it owned."""
+    session = host.session
+    owned: list[str] = []
+    for name in (instance.name + vm.RESCUE_SUFFIX, instance.name):
+        ref = vm.lookup(session, name)
+        if ref is None:
+            continue
+        owned += [vdi for _, vdi in vm.disk_vdis(session, ref)
+                  if vdi not in owned and disks.owned_by(session, vdi, instance.uuid)]
+        discard_vm(session, ref)
+    if not destroy_disks:
+        return
+    for vdi in owned:
+        disks.destroy_vdi(session, vdi)
+    # disks left behind by an operation that was interrupted (e.g. a host that went away)
+    for ref, rec in session.call_xenapi("VDI.get_all_records").items():
+        if rec["other_config"].get("nova_instance_uuid") == instance.uuid and not rec["VBDs"]:
+            disks.destroy_vdi(session, ref)

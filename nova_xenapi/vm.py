@@ -1,0 +1,187 @@
+"""VM records and power operations, one XAPI verb per function.
+
+Instances are found by their name label (``instance.name``) and carry
+``nova_uuid`` in ``other_config``, as the old driver's VMs did, so VMs made
+by it are found too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nova import exception
+from nova.compute import power_state
+from oslo_log import log as logging
+from oslo_utils import units
+
+from nova_xenapi.errors import TaskTimeout, XenAPIError
+from nova_xenapi.session import XenAPISession
+
+LOG = logging.getLogger(__name__)
+
+POWER_STATES = {
+    "Halted": power_state.SHUTDOWN,
+    "Running": power_state.RUNNING,
+    "Paused": power_state.PAUSED,
+    "Suspended": power_state.SUSPENDED,
+    "Crashed": power_state.CRASHED,
+}
+RESCUE_SUFFIX = "-rescue"
+
+
+def nova_power_state(xapi_state: str) -> int:
+    return POWER_STATES.get(xapi_state, power_state.NOSTATE)
+
+
+def lookup(session: XenAPISession, name_label: str) -> str | None:
+    """The VM (not template, not snapshot) called ``name_label``, or None."""
+    found = []
+    for ref in session.call_xenapi("VM.get_by_name_label", name_label):
+        rec = session.get_record("VM", ref)
+        if rec and not rec["is_a_template"] and not rec["is_control_domain"]:
+            found.append(ref)
+    if len(found) > 1:
+        raise exception.InstanceExists(name=name_label)
+    return found[0] if found else None
+
+
+def find(session: XenAPISession, instance: Any) -> str:
+    """The VM of ``instance``; InstanceNotFound if there is none."""
+    ref = lookup(session, instance.name)
+    if ref is None:
+        raise exception.InstanceNotFound(instance_id=instance.uuid)
+    return ref
+
+
+def boot_mode(image_props: dict) -> str:
+    """'uefi', 'hvm' or 'pv' from the image's properties."""
+    firmware = image_props.get("hw_firmware_type")
+    if firmware == "uefi":
+        return "uefi"
+    mode = image_props.get("hw_vm_mode") or image_props.get("vm_mode")
+    if mode in ("xen", "pv"):
+        return "pv"
+    return "hvm"
+
+
+def build_record(instance: Any, name_label: str, mode: str, *, secure_boot: bool,
+                 os_type: str, host_ref: str) -> dict:
+    """The VM.create struct for ``instance`` (memory and vCPUs from its flavor)."""
+    flavor = instance.flavor
+    mem = str(int(flavor.memory_mb) * units.Mi)
+    vcpus = str(int(flavor.vcpus))
+    rec: dict[str, Any] = {
+        "name_label": name_label,
+        "name_description": "",
+        "is_a_template": False,
+        "memory_static_min": "0",
+        "memory_static_max": mem,
+        "memory_dynamic_min": mem,
+        "memory_dynamic_max": mem,
+        "VCPUs_max": vcpus,
+        "VCPUs_at_startup": vcpus,
+        "VCPUs_params": {},
+        "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "restart",
+        "actions_after_crash": "destroy",
+        "affinity": host_ref,
+        "user_version": "1",
+        "other_config": {"nova_uuid": instance.uuid},
+        "xenstore_data": {"vm-data/hostname": instance.hostname or name_label,
+                          "vm-data/allowvssprovider": "false"},
+        "platform": {"acpi": "1", "apic": "true", "pae": "true", "nx": "true",
+                     "timeoffset": "0", "device-model": "qemu-upstream-compat",
+                     "viridian": "true" if os_type == "windows" else "false"},
+        "recommendations": "",
+        "PCI_bus": "",
+        "PV_args": "",
+        "PV_bootloader": "",
+        "PV_bootloader_args": "",
+        "PV_kernel": "",
+        "PV_ramdisk": "",
+        "PV_legacy_args": "",
+        "HVM_boot_policy": "BIOS order",
+        "HVM_boot_params": {"order": "dc"},
+        "domain_type": "hvm",
+    }
+    if mode == "uefi":
+        rec["HVM_boot_params"] = {"order": "dc", "firmware": "uefi"}
+        rec["platform"]["secureboot"] = "true" if secure_boot else "false"
+    elif mode == "pv":
+        rec.update(HVM_boot_policy="", HVM_boot_params={}, PV_bootloader="pygrub", domain_type="pv")
+        rec["platform"] = {"nx": "true", "timeoffset": "0"}
+    return rec
+
+
+def create(session: XenAPISession, record: dict) -> str:
+    return session.call_xenapi("VM.create", record)
+
+
+def get_state(session: XenAPISession, vm_ref: str) -> str:
+    return session.call_xenapi("VM.get_power_state", vm_ref)
+
+
+def start(session: XenAPISession, vm_ref: str, timeout: float) -> None:
+    session.call_async("VM.start", vm_ref, False, False, timeout=timeout)
+
+
+def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
+    """Power off now; a VM already halted is left alone."""
+    if get_state(session, vm_ref) != "Halted":
+        session.call_async("VM.hard_shutdown", vm_ref, timeout=None)
+
+
+def clean_shutdown(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
+    """Ask the guest to shut down; False if it did not within ``timeout``."""
+    try:
+        session.call_async("VM.clean_shutdown", vm_ref, timeout=timeout)
+        return True
+    except TaskTimeout:
+        return False
+    except XenAPIError as exc:
+        LOG.info("Clean shutdown refused (%s)", exc.code)
+        return False
+
+
+def reboot(session: XenAPISession, vm_ref: str, hard: bool, timeout: float) -> None:
+    if not hard:
+        try:
+            session.call_async("VM.clean_reboot", vm_ref, timeout=timeout)
+            return
+        except (TaskTimeout, XenAPIError) as exc:
+            LOG.warning("Clean reboot failed (%s); rebooting hard", exc)
+    if get_state(session, vm_ref) == "Halted":
+        start(session, vm_ref, timeout)
+    else:
+        session.call_async("VM.hard_reboot", vm_ref, timeout=None)
+
+
+def pause(session: XenAPISession, vm_ref: str) -> None:
+    session.call_async("VM.pause", vm_ref, timeout=None)
+
+
+def unpause(session: XenAPISession, vm_ref: str) -> None:
+    session.call_async("VM.unpause", vm_ref, timeout=None)
+
+
+def suspend(session: XenAPISession, vm_ref: str) -> None:
+    session.call_async("VM.suspend", vm_ref, timeout=None)
+
+
+def resume(session: XenAPISession, vm_ref: str, timeout: float) -> None:
+    session.call_async("VM.resume", vm_ref, False, False, timeout=timeout)
+
+
+def destroy(session: XenAPISession, vm_ref: str) -> None:
+    """Destroy a halted VM record (XAPI removes its VBDs and VIFs with it)."""
+    session.call_xenapi("VM.destroy", vm_ref)
+
+
+def disk_vdis(session: XenAPISession, vm_ref: str) -> list[tuple[str, str]]:
+    """(userdevice, VDI ref) of the VM's disks."""
+    out = []
+    for vbd in session.call_xenapi("VM.get_VBDs", vm_ref):
+        rec = session.get_record("VBD", vbd)
+        if rec and rec["type"] == "Disk" and rec["VDI"] != "OpaqueRef:NULL":
+            out.append((rec["userdevice"], rec["VDI"]))
+    return sorted(out, key=lambda d: int(d[0]) if d[0].isdigit() else 99)

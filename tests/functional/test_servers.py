@@ -1,0 +1,158 @@
+"""Servers driven through Nova's compute API onto xapisim, checked on the host afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.functional import base
+
+
+class ServerLifecycleTest(base.XenAPIFunctionalBase):
+
+    def test_boot_actions_and_delete_leave_nothing(self):
+        image = self.make_image(base.image_data())
+        server = self._create_server(image_uuid=image, networks="none")
+        rec = self.vm_of(server)
+        self.assertEqual("Running", rec["power_state"])
+        self.assertEqual(server["id"], rec["other_config"]["nova_uuid"])
+        self.assertEqual("BIOS order", rec["HVM_boot_policy"])
+
+        server = self._reboot_server(server)
+        server = self._reboot_server(server, hard=True)
+        self._stop_server(server)
+        self.assertEqual("Halted", self.vm_of(server)["power_state"])
+        self._start_server(server)
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.api.post_server_action(server["id"], {"pause": {}})
+        server = self._wait_for_state_change(server, "PAUSED")
+        self.assertEqual("Paused", self.vm_of(server)["power_state"])
+        self.api.post_server_action(server["id"], {"unpause": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        server = self._suspend_server(server)
+        self.assertEqual("Suspended", self.vm_of(server)["power_state"])
+        server = self._resume_server(server)
+        self.assertEqual("Running", self.vm_of(server)["power_state"])
+
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_root_disk_holds_the_image_bytes(self):
+        data = base.image_data(11)
+        server = self._create_server(image_uuid=self.make_image(data), networks="none")
+        root = [self.api_x.VBD.get_record(v) for v in self.vm_of(server)["VBDs"]]
+        root = [v for v in root if v["userdevice"] == "0"][0]
+        self.assertEqual(1024 ** 3, int(self.api_x.VDI.get_virtual_size(root["VDI"])))
+        path = self.sim.backend.disks.path_of(root["VDI"]) if hasattr(
+            self.sim.backend.disks, "path_of") else None
+        self.assertEqual(data, self._read_vdi(root["VDI"], len(data)), f"contents ({path})")
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def _read_vdi(self, vdi: str, length: int) -> bytes:
+        import urllib.request
+        session = self.xapi._session
+        url = f"{self.sim.url}/export_raw_vdi?session_id={session}&vdi={vdi}&format=raw"
+        with urllib.request.urlopen(url) as resp:
+            return resp.read(length)
+
+    def test_swap_ephemeral_config_drive_and_vifs(self):
+        flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1, ephemeral=1, swap=128)
+        body = self._build_server(image_uuid=self.make_image(base.image_data()), flavor_id=flavor,
+                                  networks=[{"port": self.neutron.port_1["id"]}])
+        body["config_drive"] = True
+        server = self._wait_for_state_change(self.api.post_server({"server": body}), "ACTIVE")
+        rec = self.vm_of(server)
+        devices = {}
+        for vbd in rec["VBDs"]:
+            v = self.api_x.VBD.get_record(vbd)
+            devices[v["userdevice"]] = (v, self.api_x.VDI.get_record(v["VDI"]))
+        self.assertEqual(["0", "1", "2", "3"], sorted(devices))
+        self.assertEqual(128 * 1024 ** 2, int(devices["1"][1]["virtual_size"]))
+        self.assertEqual(1024 ** 3, int(devices["2"][1]["virtual_size"]))
+        self.assertEqual("RO", devices["3"][0]["mode"])
+        cd = self._read_vdi(devices["3"][0]["VDI"], 64 * 1024)
+        self.assertEqual(b"CD001", cd[32769:32774], "config drive is an ISO 9660 image")
+        self.assertIn(b"config-2", cd)
+        vifs = [self.api_x.VIF.get_record(v) for v in rec["VIFs"]]
+        self.assertEqual([self.neutron.port_1["mac_address"]], [v["MAC"] for v in vifs])
+        self.assertEqual(self.neutron.port_1["id"], vifs[0]["other_config"]["nicira-iface-id"])
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_snapshot_uploads_and_boots_again(self):
+        data = base.image_data(5)
+        server = self._create_server(image_uuid=self.make_image(data), networks="none")
+        snap = self.api.post_server_action(server["id"], {"createImage": {"name": "snap-1"}})["image_id"]
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        meta = self.glance.show(None, snap)
+        self.assertEqual("vhd", meta["disk_format"])
+        uploaded = self.glance._imagedata[snap]
+        self.assertEqual(b"conectix", uploaded[:8], "snapshot is a real VHD")
+        again = self._create_server(image_uuid=snap, networks="none")
+        root = [self.api_x.VBD.get_record(v) for v in self.vm_of(again)["VBDs"]]
+        root = [v for v in root if v["userdevice"] == "0"][0]
+        self.assertEqual(data, self._read_vdi(root["VDI"], len(data)))
+        self._delete_server(server)
+        self._delete_server(again)
+        self.assertHostClean()
+
+    def test_rescue_and_unrescue(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        self.api.post_server_action(server["id"], {"rescue": {}})
+        server = self._wait_for_state_change(server, "RESCUE")
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        rescue = self.api_x.VM.get_by_name_label(name + "-rescue")
+        self.assertEqual(1, len(rescue))
+        self.assertEqual("Running", self.api_x.VM.get_power_state(rescue[0]))
+        self.assertEqual("Halted", self.vm_of(server)["power_state"])
+        self.api.post_server_action(server["id"], {"unrescue": None})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual([], self.api_x.VM.get_by_name_label(name + "-rescue"))
+        self.assertEqual("Running", self.vm_of(server)["power_state"])
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_guest_shutdown_reaches_nova_as_a_lifecycle_event(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        ref = self.api_x.VM.get_by_name_label(server["OS-EXT-SRV-ATTR:instance_name"])[0]
+        self.api_x.VM.hard_shutdown(ref)  # the guest powers itself off, behind Nova's back
+        self._wait_for_state_change(server, "SHUTOFF")
+        self._delete_server(server)
+        self.assertHostClean()
+
+
+class ServerFailureTest(base.XenAPIFunctionalBase):
+
+    def test_image_larger_than_flavor_disk_fails_clean(self):
+        # a small qcow2 file whose virtual disk (2 GiB) does not fit the flavor's 1 GiB:
+        # only the driver can see that, from the image's header
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1, ephemeral=0)
+        path = os.path.join(self.state_dir, "big.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "2G"], check=True)
+        with open(path, "rb") as f:
+            image = self.make_image(f.read(), disk_format="qcow2")
+        server = self._create_server(image_uuid=image, flavor_id=flavor,
+                                     networks="none", expected_state="ERROR")
+        fault = self.api.get_server(server["id"])["fault"]["message"]
+        self.assertIn("Flavor's disk is too small for requested image", fault)
+        self.assertHostClean()
+        self._delete_server(server)
+
+    def test_failed_vm_start_leaves_nothing(self):
+        self.sim.faults.add("VM.start", "error",
+                            error=["HOST_NOT_ENOUGH_FREE_MEMORY", "1073741824", "0"])
+        image = self.make_image(base.image_data())
+        server = self._create_server(image_uuid=image, networks="none", expected_state="ERROR")
+        # with one host Nova's fault says the retries ran out; the driver's error is in the log
+        self.assertIn("HOST_NOT_ENOUGH_FREE_MEMORY", self.stdlog.logger.output)
+        self.assertHostClean()
+        self._delete_server(server)
+
+    def test_lost_connection_midway_leaves_nothing(self):
+        # xmlrpc.client silently re-sends once on a dropped keep-alive connection: drop twice
+        self.sim.faults.add("VBD.create", "drop", count=2)
+        server = self._create_server(image_uuid=self.make_image(base.image_data()),
+                                     networks="none", expected_state="ERROR")
+        self.assertHostClean()
+        self._delete_server(server)

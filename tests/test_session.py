@@ -1,0 +1,117 @@
+"""The driver's session layer against a running xapisim, over real sockets."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from nova_xenapi import transport
+from nova_xenapi.errors import HostConnectionError, XenAPIError
+from nova_xenapi.session import XenAPISession, is_safe_to_repeat
+from tests.conftest import PASSWORD
+from xapisim import SimConfig, Simulator, host_configs
+
+
+def _session(url: str, **kw) -> XenAPISession:
+    return XenAPISession(url, "root", PASSWORD, **kw)
+
+
+def _sessions_on_host(sim) -> int:
+    return len(sim.backend.store.all("session"))
+
+
+def test_a_pool_member_url_is_followed_to_the_master(sim):
+    s = _session(sim.host_urls[1])
+    assert s.url == sim.host_urls[0]
+    assert s.host_ref == sim.backend.master_ref
+    assert len(s.call_xenapi("host.get_all")) == 2
+
+
+def test_master_moves_and_the_session_follows(sim):
+    s = _session(sim.url)
+    old, new = sim.backend.master_ref, s.call_xenapi("host.get_all")
+    new = [h for h in new if h != old][0]
+    s.call_xenapi("pool.designate_new_master", new)
+    assert len(s.call_xenapi("VM.get_all")) > 0  # answered by the new master
+    assert s.url == sim.host_urls[1]
+
+
+def test_pool_of_sessions_is_bounded_and_reused(sim):
+    s = _session(sim.url, concurrent=3)
+    threads = [threading.Thread(target=lambda: [s.call_xenapi("VM.get_all_records") for _ in range(5)])
+               for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s.peak_open <= 3
+    assert _sessions_on_host(sim) <= 3
+
+
+def test_expired_sessions_log_in_again(sim):
+    s = _session(sim.url)
+    sim.faults.add("VM.get_all", "expire_sessions")
+    assert isinstance(s.call_xenapi("VM.get_all"), list)
+
+
+def test_safe_calls_are_retried_after_a_lost_connection_and_unsafe_ones_are_not(sim):
+    assert is_safe_to_repeat("VM.get_record") and not is_safe_to_repeat("VM.start")
+    s = _session(sim.url)
+    sim.faults.add("VM.get_all", "drop", count=3)  # xmlrpc.client itself resends once
+    assert isinstance(s.call_xenapi("VM.get_all"), list)
+    sim.faults.add("VM.destroy", "drop", count=2)
+    with pytest.raises(HostConnectionError):
+        s.call_xenapi("VM.destroy", "OpaqueRef:whatever")
+
+
+def test_errors_carry_xapi_codes_and_no_secrets(sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(XenAPIError) as e:
+        XenAPISession(sim.url, "root", "wrong-password")
+    assert e.value.code == "SESSION_AUTHENTICATION_FAILED"
+    s = _session(sim.url)
+    with pytest.raises(XenAPIError) as e:
+        s.call_xenapi("VM.get_record", "OpaqueRef:nope")
+    assert e.value.details == ["HANDLE_INVALID", "VM", "OpaqueRef:nope"]
+    handles = {r["uuid"] for r in sim.backend.store.all_records("session").values()} \
+        if hasattr(sim.backend.store, "all_records") else set()
+    text = caplog.text + str(e.value)
+    assert PASSWORD not in text and "wrong-password" not in text
+    for ref in sim.backend.store.all("session"):
+        assert ref not in text
+    assert not handles & set(text.split())
+
+
+def test_async_calls_wait_with_event_from_and_clean_up_their_tasks(sim):
+    s = _session(sim.url)
+    template = [r for r, v in s.call_xenapi("VM.get_all_records").items() if v["is_a_template"]][0]
+    vm = s.call_async("VM.clone", template, "clone-1", timeout=30)
+    assert s.call_xenapi("VM.get_name_label", vm) == "clone-1"
+    with pytest.raises(XenAPIError) as e:
+        s.call_async("VM.start", template, False, False, timeout=30)
+    assert e.value.code == "VM_IS_TEMPLATE"
+    assert s.call_xenapi("task.get_all") == []
+
+
+def _tls_sim(tmp_path):
+    config = SimConfig(password=PASSWORD, hosts=host_configs(1, 8192, 4))
+    return Simulator(config, tmp_path / "tls-state", tls=True)
+
+
+def test_tls_is_verified_by_default_and_a_ca_file_or_thumbprint_is_trusted(tmp_path):
+    with _tls_sim(tmp_path) as sim:
+        with pytest.raises(HostConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            _session(sim.url)
+        assert _session(sim.url, tls=transport.TLSPolicy(ca_file=str(sim.certificate))).host_ref
+        pem = sim.certificate.read_bytes()
+        cert = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE"):])
+        der = cert.public_bytes(serialization.Encoding.DER)
+        good = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        assert _session(sim.url, tls=transport.TLSPolicy(thumbprint=good)).host_ref
+        with pytest.raises((HostConnectionError, ssl.SSLError), match="thumbprint"):
+            _session(sim.url, tls=transport.TLSPolicy(thumbprint="00" * 32))
