@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.functional import base
+from nova_xenapi.testing import nova_stack as base
 
 
 class ServerLifecycleTest(base.XenAPIFunctionalBase):
@@ -40,21 +40,11 @@ class ServerLifecycleTest(base.XenAPIFunctionalBase):
     def test_root_disk_holds_the_image_bytes(self):
         data = base.image_data(11)
         server = self._create_server(image_uuid=self.make_image(data), networks="none")
-        root = [self.api_x.VBD.get_record(v) for v in self.vm_of(server)["VBDs"]]
-        root = [v for v in root if v["userdevice"] == "0"][0]
-        self.assertEqual(1024 ** 3, int(self.api_x.VDI.get_virtual_size(root["VDI"])))
-        path = self.sim.backend.disks.path_of(root["VDI"]) if hasattr(
-            self.sim.backend.disks, "path_of") else None
-        self.assertEqual(data, self._read_vdi(root["VDI"], len(data)), f"contents ({path})")
+        vbd, vdi = self.disk(server)
+        self.assertEqual(1024 ** 3, int(vdi["virtual_size"]))
+        self.assertEqual(data, self.read_vdi(vbd["VDI"], len(data)))
         self._delete_server(server)
         self.assertHostClean()
-
-    def _read_vdi(self, vdi: str, length: int) -> bytes:
-        import urllib.request
-        session = self.xapi._session
-        url = f"{self.sim.url}/export_raw_vdi?session_id={session}&vdi={vdi}&format=raw"
-        with urllib.request.urlopen(url) as resp:
-            return resp.read(length)
 
     def test_swap_ephemeral_config_drive_and_vifs(self):
         flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1, ephemeral=1, swap=128)
@@ -71,7 +61,7 @@ class ServerLifecycleTest(base.XenAPIFunctionalBase):
         self.assertEqual(128 * 1024 ** 2, int(devices["1"][1]["virtual_size"]))
         self.assertEqual(1024 ** 3, int(devices["2"][1]["virtual_size"]))
         self.assertEqual("RO", devices["3"][0]["mode"])
-        cd = self._read_vdi(devices["3"][0]["VDI"], 64 * 1024)
+        cd = self.read_vdi(devices["3"][0]["VDI"], 64 * 1024)
         self.assertEqual(b"CD001", cd[32769:32774], "config drive is an ISO 9660 image")
         self.assertIn(b"config-2", cd)
         vifs = [self.api_x.VIF.get_record(v) for v in rec["VIFs"]]
@@ -90,9 +80,7 @@ class ServerLifecycleTest(base.XenAPIFunctionalBase):
         uploaded = self.glance._imagedata[snap]
         self.assertEqual(b"conectix", uploaded[:8], "snapshot is a real VHD")
         again = self._create_server(image_uuid=snap, networks="none")
-        root = [self.api_x.VBD.get_record(v) for v in self.vm_of(again)["VBDs"]]
-        root = [v for v in root if v["userdevice"] == "0"][0]
-        self.assertEqual(data, self._read_vdi(root["VDI"], len(data)))
+        self.assertEqual(data, self.read_vdi(self.disk(again)[0]["VDI"], len(data)))
         self._delete_server(server)
         self._delete_server(again)
         self.assertHostClean()

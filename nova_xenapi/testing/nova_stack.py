@@ -4,8 +4,9 @@ Nova's own ``_IntegratedTestBase`` starts the services; the compute service
 loads our driver the way nova-compute does (``compute_driver =
 xenapi.XenAPIDriver``), and the driver talks to a simulator over real
 sockets.  Glance is Nova's in-memory fixture, extended to keep the bytes a
-snapshot uploads so they can be booted again.  These tests use Nova's
-``TestCase`` and run under ``unittest``/stestr, not pytest.
+snapshot uploads so they can be booted again.  Nova's ``TestCase`` runs
+under ``unittest``/stestr, not pytest.  The functional tests and the demo
+both stand on this class.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.request
 
 import XenAPI
 from nova.tests.functional import integrated_helpers
@@ -114,3 +116,22 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
 
     def assertHostClean(self) -> None:
         self.assertEqual({}, self.leftovers())
+
+    @property
+    def driver(self):
+        """The XenAPIDriver inside the running compute service."""
+        return self.computes["compute"].manager.driver
+
+    def disk(self, server: dict, userdevice: str = "0") -> tuple[dict, dict]:
+        """(VBD record, VDI record) of a server's disk."""
+        for vbd in self.vm_of(server)["VBDs"]:
+            rec = self.api_x.VBD.get_record(vbd)
+            if rec["userdevice"] == userdevice:
+                return rec, self.api_x.VDI.get_record(rec["VDI"])
+        raise AssertionError(f"no disk {userdevice}")
+
+    def read_vdi(self, vdi_ref: str, length: int) -> bytes:
+        """The first ``length`` bytes of a VDI, read through XAPI's /export_raw_vdi."""
+        url = f"{self.sim.url}/export_raw_vdi?session_id={self.xapi._session}&vdi={vdi_ref}&format=raw"
+        with urllib.request.urlopen(url) as resp:
+            return resp.read(length)

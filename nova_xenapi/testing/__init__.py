@@ -1,0 +1,1 @@
+"""Test harnesses: a real in-process Nova driving nova-xenapi against xapisim."""
