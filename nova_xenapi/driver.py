@@ -152,11 +152,16 @@ class XenAPIDriver(driver.ComputeDriver):
         return vm.lookup(self.session, instance.name) is not None
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
-        ref = vm.lookup(self.session, instance.name + vm.RESCUE_SUFFIX) or vm.find(self.session, instance)
-        return hardware.InstanceInfo(state=vm.nova_power_state(vm.get_state(self.session, ref)))
+        """The power state; from the event.from cache when allowed (no XAPI call), else from XAPI."""
+        state = self._watcher.cached_state(instance.uuid) if use_cache and self._watcher else None
+        if state is None:
+            ref = vm.lookup(self.session, instance.name + vm.RESCUE_SUFFIX) or vm.find(self.session, instance)
+            state = vm.get_state(self.session, ref)
+        return hardware.InstanceInfo(state=vm.nova_power_state(state))
 
     def get_num_instances(self) -> int:
-        return len(self._nova_vms())
+        known = self._watcher.known_instances() if self._watcher else None
+        return known if known is not None else len(self._nova_vms())
 
     # ---------------------------------------------------------- lifecycle
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
@@ -185,12 +190,12 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         ref = vm.find(self.session, instance)
-        if vm.get_state(self.session, ref) == "Halted":
+        state = vm.get_state(self.session, ref)
+        if state == "Halted":
             return
-        if timeout and vm.get_state(self.session, ref) == "Running" \
-                and vm.clean_shutdown(self.session, ref, timeout):
+        if timeout and state == "Running" and vm.clean_shutdown(self.session, ref, timeout):
             return
-        vm.hard_shutdown(self.session, ref)
+        vm.force_off(self.session, ref)
 
     def power_on(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
                  accel_info: Any = None, share_info: Any = None) -> None:

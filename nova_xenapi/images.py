@@ -73,8 +73,8 @@ class RemoteStreamHandler:
 
     name = "vdi_remote_stream"
 
-    def __init__(self) -> None:
-        self._glance = glance.API()
+    def __init__(self, image_api: Any = None) -> None:
+        self._glance = image_api or glance.API()
 
     def check_sr(self, session: XenAPISession, sr: str) -> None:
         """Every SR type can import and export raw VDIs."""

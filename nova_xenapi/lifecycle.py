@@ -47,8 +47,11 @@ class LifecycleWatcher:
         self._session = session
         self._emit = emit
         self._stop = threading.Event()
-        self._states: dict[str, tuple[str, str]] = {}  # VM ref -> (nova uuid, power state)
+        self._owner: dict[str, tuple[str, bool]] = {}  # VM ref -> (nova uuid, is a rescue VM)
+        self._state: dict[tuple[str, bool], str] = {}  # (nova uuid, rescue?) -> power state
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.ready = threading.Event()  # set once the first full batch has been read
         self.events_sent = 0
 
     def start(self) -> None:
@@ -72,19 +75,44 @@ class LifecycleWatcher:
             token = batch["token"]
             for ev in batch["events"]:
                 self.handle(ev, announce=not first)
+            self.ready.set()
+
+    def cached_state(self, uuid: str) -> str | None:
+        """The XAPI power state of ``uuid``'s VM (its rescue VM if rescued), or None if unknown."""
+        if not self.ready.is_set():
+            return None
+        with self._lock:
+            return self._state.get((uuid, True)) or self._state.get((uuid, False))
+
+    def known_instances(self) -> int | None:
+        if not self.ready.is_set():
+            return None
+        with self._lock:
+            return sum(1 for _, rescue in self._state if not rescue)
 
     def handle(self, ev: dict, announce: bool = True) -> None:
         ref = ev["ref"]
         if ev["operation"] == "del":
-            self._states.pop(ref, None)
+            with self._lock:
+                owner = self._owner.pop(ref, None)
+                if owner:
+                    self._state.pop(owner, None)
             return
         snap = ev["snapshot"]
-        uuid = snap.get("other_config", {}).get("nova_uuid")
-        if not uuid or snap.get("is_a_template") or snap.get("is_a_snapshot"):
+        if snap.get("is_a_template") or snap.get("is_a_snapshot"):
             return
-        old = self._states.get(ref, (uuid, None))[1]
+        other = snap.get("other_config", {})
+        rescue = bool(other.get("nova_rescue_of"))
+        uuid = other.get("nova_rescue_of") or other.get("nova_uuid")
+        if not uuid:
+            return
         new = snap["power_state"]
-        self._states[ref] = (uuid, new)
+        with self._lock:
+            self._owner[ref] = (uuid, rescue)
+            old = self._state.get((uuid, rescue))
+            self._state[(uuid, rescue)] = new
+        if rescue:
+            return
         kind = transition(old, new)
         if announce and kind is not None and old is not None:
             self.events_sent += 1

@@ -34,12 +34,16 @@ def nova_power_state(xapi_state: str) -> int:
 
 
 def lookup(session: XenAPISession, name_label: str) -> str | None:
-    """The VM (not template, not snapshot) called ``name_label``, or None."""
-    found = []
-    for ref in session.call_xenapi("VM.get_by_name_label", name_label):
-        rec = session.get_record("VM", ref)
-        if rec and not rec["is_a_template"] and not rec["is_control_domain"]:
-            found.append(ref)
+    """The VM (not template, not snapshot) called ``name_label``, or None.
+
+    Instance names are unique, so one answer is taken as it is (one round
+    trip); only when several VMs share the name are their records read.
+    """
+    found = session.call_xenapi("VM.get_by_name_label", name_label)
+    if len(found) > 1:
+        recs = [(ref, session.get_record("VM", ref)) for ref in found]
+        found = [ref for ref, rec in recs
+                 if rec and not rec["is_a_template"] and not rec["is_control_domain"]]
     if len(found) > 1:
         raise exception.InstanceExists(name=name_label)
     return found[0] if found else None
@@ -128,7 +132,12 @@ def start(session: XenAPISession, vm_ref: str, timeout: float) -> None:
 def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
     """Power off now; a VM already halted is left alone."""
     if get_state(session, vm_ref) != "Halted":
-        session.call_async("VM.hard_shutdown", vm_ref, timeout=None)
+        force_off(session, vm_ref)
+
+
+def force_off(session: XenAPISession, vm_ref: str) -> None:
+    """VM.hard_shutdown, for a VM known not to be halted."""
+    session.call_async("VM.hard_shutdown", vm_ref, timeout=None)
 
 
 def clean_shutdown(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
