@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from nova.tests.functional.api import client
+
 from nova_xenapi.testing import nova_stack as base
 
 
@@ -144,3 +146,53 @@ class ServerFailureTest(base.XenAPIFunctionalBase):
                                      networks="none", expected_state="ERROR")
         self.assertHostClean()
         self._delete_server(server)
+
+
+class OperationFailureTest(base.XenAPIFunctionalBase):
+    """A failed XAPI call or a lost connection midway ends in a clean state, not a hang."""
+
+    def _objects(self) -> tuple[set, set]:
+        return set(self.api_x.VM.get_all()), set(self.api_x.VDI.get_all())
+
+    def test_failed_snapshot_upload_removes_the_snapshot(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        before = self._objects()
+        # VM.snapshot succeeds; the export's task.create then fails, after the snapshot exists
+        self.sim.faults.add("task.create", "error", error=["INTERNAL_ERROR", "injected"])
+        self.api.post_server_action(server["id"], {"createImage": {"name": "broken"}})
+        server = self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None,
+                                                          "status": "ACTIVE"})
+        self.assertEqual(before, self._objects())
+        self.assertEqual([], self.api_x.task.get_all())
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_failed_rescue_leaves_no_rescue_vm_or_disk(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        before = self._objects()
+        self.sim.faults.add("VM.start", "error", error=["HOST_NOT_ENOUGH_FREE_MEMORY", "1", "0"])
+        with self.assertRaisesRegex(client.OpenStackApiException, "cannot be rescued.*HOST_NOT_ENOUGH"):
+            self.api.post_server_action(server["id"], {"rescue": {}})
+        # Nova marks the server ERROR after a failed rescue; the host is as it was before
+        server = self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None,
+                                                          "status": "ERROR"})
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        self.assertEqual([], self.api_x.VM.get_by_name_label(name + "-rescue"))
+        # Nova powers the instance off before asking the driver to rescue it
+        self.assertEqual("Halted", self.vm_of(server)["power_state"])
+        self.assertEqual(before, self._objects())
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_connection_lost_during_reboot_is_an_error_not_a_hang(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        self.sim.faults.add("VM.hard_reboot", "drop", count=2)
+        self.api.post_server_action(server["id"], {"reboot": {"type": "HARD"}})
+        # Nova keeps a server whose reboot failed but which still runs ACTIVE, task cleared
+        server = self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None,
+                                                          "status": "ACTIVE"})
+        self.assertIn("Reboot failed but instance is running", self.stdlog.logger.output)
+        self.assertEqual(2, sum(f["call"].endswith("VM.hard_reboot") for f in self.sim.faults.fired))
+        self.assertEqual("Running", self.vm_of(server)["power_state"])
+        self._delete_server(server)
+        self.assertHostClean()
