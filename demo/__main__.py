@@ -39,7 +39,7 @@ class Demo(nova_stack.XenAPIFunctionalBase):
         host = x.host.get_all()[0]
         metrics = x.host_metrics.get_record(x.host.get_metrics(host))
         sr = x.pool.get_default_SR(x.pool.get_all()[0])
-        return (f"memory free {int(metrics['memory_free']) >> 20} of "
+        return (f"memory free {int(x.host.compute_free_memory(host)) >> 20} of "
                 f"{int(metrics['memory_total']) >> 20} MiB, SR used "
                 f"{int(x.SR.get_physical_utilisation(sr)) >> 20} MiB of "
                 f"{int(x.SR.get_physical_size(sr)) >> 30} GiB")

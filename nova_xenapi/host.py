@@ -37,6 +37,8 @@ def stats(session: XenAPISession, sr_filter: str) -> HostStats:
     """Read the host's capacity (one get_record per object involved)."""
     host = session.call_xenapi("host.get_record", session.host_ref)
     metrics = session.call_xenapi("host_metrics.get_record", host["metrics"])
+    # host_metrics.memory_free is removed from the API (tampa); xapi computes it on request
+    free = int(session.call_xenapi("host.compute_free_memory", session.host_ref))
     dom0 = session.call_xenapi("VM.get_record", host["control_domain"]) \
         if host.get("control_domain", "OpaqueRef:NULL") != "OpaqueRef:NULL" else None
     sr = session.call_xenapi("SR.get_record", disks.find_sr(session, sr_filter))
@@ -50,7 +52,7 @@ def stats(session: XenAPISession, sr_filter: str) -> HostStats:
         uuid=host["uuid"],
         vcpus=len(host["host_CPUs"]),
         memory_mb=int(metrics["memory_total"]) // units.Mi,
-        memory_free_mb=int(metrics["memory_free"]) // units.Mi,
+        memory_free_mb=free // units.Mi,
         memory_reserved_mb=(dom0_mem + overhead) // units.Mi,
         disk_gb=int(sr["physical_size"]) // units.Gi,
         disk_used_gb=int(sr["physical_utilisation"]) // units.Gi,
@@ -138,7 +140,11 @@ def maintenance_mode(session: XenAPISession, on: bool) -> str:
     """Disable the host and move its running VMs to other pool members (or back)."""
     if on:
         session.call_xenapi("host.disable", session.host_ref)
-        session.call_async("host.evacuate", session.host_ref, timeout=None)
+        try:
+            session.call_async("host.evacuate", session.host_ref, "OpaqueRef:NULL", 0, timeout=None)
+        except Exception:
+            session.call_xenapi("host.enable", session.host_ref)  # nothing moved: leave it usable
+            raise
         return "on_maintenance"
     session.call_xenapi("host.enable", session.host_ref)
     return "off_maintenance"

@@ -1,0 +1,84 @@
+"""Pools: designate_new_master, VM.pool_migrate and host.evacuate, with XAPI's errors."""
+from __future__ import annotations
+
+import pytest
+import XenAPI
+
+
+def _vm(x, name: str, disk_sr: str | None = None, mem: int = 256 << 20) -> str:
+    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
+    vm = x.VM.clone(template, name)
+    for vbd in x.VM.get_VBDs(vm):
+        x.VBD.destroy(vbd)
+    x.VM.set_other_config(vm, {})
+    x.VM.set_is_a_template(vm, False)
+    x.VM.set_memory_limits(vm, str(mem), str(mem), str(mem), str(mem))
+    if disk_sr:
+        vdi = x.VDI.create({"name_label": "d", "SR": disk_sr, "virtual_size": str(1 << 20),
+                            "type": "user", "sharable": False, "read_only": False,
+                            "other_config": {}})
+        x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
+                      "type": "Disk", "empty": False, "other_config": {},
+                      "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    return vm
+
+
+def _free(x, host: str) -> int:
+    return int(x.host.compute_free_memory(host))
+
+
+def test_pool_migrate_moves_a_running_vm_and_its_memory(xapi):
+    x = xapi.xenapi
+    master, member = x.pool.get_master(x.pool.get_all()[0]), None
+    member = [h for h in x.host.get_all() if h != master][0]
+    vm = _vm(x, "mover")
+    x.VM.start_on(vm, master, False, False)
+    before = (_free(x, master), _free(x, member))
+    x.VM.pool_migrate(vm, member, {})
+    assert x.VM.get_resident_on(vm) == member
+    assert x.VM.get_power_state(vm) == "Running"
+    assert _free(x, master) > before[0] and _free(x, member) < before[1]
+    x.VM.pool_migrate(vm, member, {})  # to its own host: allowed, as xapi's localhost migration
+
+
+def test_pool_migrate_errors(xapi):
+    x = xapi.xenapi
+    master = x.pool.get_master(x.pool.get_all()[0])
+    member = [h for h in x.host.get_all() if h != master][0]
+    local_sr = [r for r, v in x.SR.get_all_records().items()
+                if v["type"] != "iso" and any(x.PBD.get_host(p) == master for p in v["PBDs"])][0]
+    vm = _vm(x, "pinned", disk_sr=local_sr)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.pool_migrate(vm, member, {})
+    assert e.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
+    x.VM.start_on(vm, master, False, False)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.pool_migrate(vm, member, {})
+    assert e.value.details == ["VM_REQUIRES_SR", vm, local_sr]
+    x.host.disable(member)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.pool_migrate(_started(x, master), member, {})
+    assert e.value.details == ["HOST_DISABLED", member]
+
+
+def _started(x, host: str) -> str:
+    vm = _vm(x, "diskless")
+    x.VM.start_on(vm, host, False, False)
+    return vm
+
+
+def test_evacuate_moves_everything_or_nothing(xapi):
+    x = xapi.xenapi
+    master = x.pool.get_master(x.pool.get_all()[0])
+    member = [h for h in x.host.get_all() if h != master][0]
+    a, b = _started(x, member), _started(x, member)
+    x.host.evacuate(member)
+    assert {x.VM.get_resident_on(a), x.VM.get_resident_on(b)} == {master}
+    local_sr = [r for r, v in x.SR.get_all_records().items()
+                if v["type"] != "iso" and any(x.PBD.get_host(p) == master for p in v["PBDs"])][0]
+    pinned = _vm(x, "pinned", disk_sr=local_sr)
+    x.VM.start_on(pinned, master, False, False)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.host.evacuate(master)
+    assert e.value.details[0] == "CANNOT_EVACUATE_HOST"
+    assert x.VM.get_resident_on(a) == master  # nothing moved
