@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import queue
 import re
 import threading
 import time
@@ -58,7 +57,8 @@ class XenAPISession:
         self._login_timeout = login_timeout
         self._tls = tls or transport.TLSPolicy()
         self._originator = originator
-        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._idle: list[XenAPI.Session] = []  # logged-in sessions not lent out (newest last)
+        self._slots = threading.Condition()  # guards _idle and _open; waiters wait for a slot
         self._lock = threading.Lock()
         self._open = 0  # sessions logged in (idle or lent out)
         self._generation = 0  # bumped when the master moves; older sessions are dropped
@@ -106,44 +106,48 @@ class XenAPISession:
                 self._generation += 1
 
     def _checkout(self) -> XenAPI.Session:
-        while True:
-            with self._lock:
-                try:
-                    sdk = self._idle.get_nowait()
-                except queue.Empty:
-                    sdk = None
-                    if self._open < self._size:
-                        self._open += 1
-                        self.peak_open = max(self.peak_open, self._open)
-                        create = True
-                    else:
-                        create = False
-            if sdk is not None:
-                if getattr(sdk, "_nx_generation", None) == self._generation:
-                    return sdk
-                self._discard(sdk)
-                continue
-            elif not create:
-                sdk = self._idle.get()  # wait for another caller to give one back
-                if getattr(sdk, "_nx_generation", None) == self._generation:
-                    return sdk
-                self._discard(sdk)
-                continue
-            try:
-                sdk = self._login()
-            except BaseException:
-                with self._lock:
+        """An idle session of the current master, or a new one while under the limit, or wait."""
+        stale = []
+        with self._slots:
+            while True:
+                sdk = None
+                while self._idle:
+                    candidate = self._idle.pop()
+                    if getattr(candidate, "_nx_generation", None) == self._generation:
+                        sdk = candidate
+                        break
+                    stale.append(candidate)  # logged in to a former master
                     self._open -= 1
-                raise
-            sdk._nx_generation = self._generation
+                if sdk is not None or self._open < self._size:
+                    break
+                self._slots.wait()
+            if sdk is None:
+                self._open += 1
+                self.peak_open = max(self.peak_open, self._open)
+            generation = self._generation
+        for old in stale:
+            self._logout(old)
+        if sdk is not None:
             return sdk
+        try:
+            sdk = self._login()
+        except BaseException:
+            self._release_slot()
+            raise
+        sdk._nx_generation = generation
+        return sdk
 
     def _checkin(self, sdk: XenAPI.Session) -> None:
-        self._idle.put(sdk)
+        with self._slots:
+            self._idle.append(sdk)
+            self._slots.notify()
 
-    def _discard(self, sdk: XenAPI.Session) -> None:
-        with self._lock:
+    def _release_slot(self) -> None:
+        with self._slots:
             self._open -= 1
+            self._slots.notify()
+
+    def _logout(self, sdk: XenAPI.Session) -> None:
         handle = sdk.handle
         with contextlib.suppress(Exception):
             sdk.xenapi.session.logout()
@@ -160,21 +164,20 @@ class XenAPISession:
             raise
         finally:
             self._secrets.add(sdk.handle)  # the SDK may have logged in again
-            if broken:
-                with self._lock:
-                    self._open -= 1
+            if broken:  # its connection is gone: free the slot for a fresh login
                 self._secrets.discard(sdk.handle)
+                self._release_slot()
             else:
                 self._checkin(sdk)
 
     def close(self) -> None:
         """Log out every idle session."""
-        while True:
-            try:
-                sdk = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            self._discard(sdk)
+        with self._slots:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._slots.notify_all()
+        for sdk in idle:
+            self._logout(sdk)
 
     # ----------------------------------------------------------------- calls
     def _error(self, exc: XenAPI.Failure) -> XenAPIError:

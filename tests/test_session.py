@@ -5,6 +5,7 @@ import hashlib
 import logging
 import ssl
 import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -115,3 +116,25 @@ def test_tls_is_verified_by_default_and_a_ca_file_or_thumbprint_is_trusted(tmp_p
         assert _session(sim.url, tls=transport.TLSPolicy(thumbprint=good)).host_ref
         with pytest.raises((HostConnectionError, ssl.SSLError), match="thumbprint"):
             _session(sim.url, tls=transport.TLSPolicy(thumbprint="00" * 32))
+
+
+def test_a_caller_waiting_for_a_session_gets_the_slot_a_broken_one_frees(sim):
+    s = _session(sim.url, concurrent=1)
+    holding = threading.Event()
+    got: list = []
+
+    def breaks_its_session():
+        with pytest.raises(HostConnectionError), s._borrow():
+            holding.set()
+            time.sleep(0.3)
+            raise HostConnectionError("connection reset")
+
+    a = threading.Thread(target=breaks_its_session)
+    a.start()
+    holding.wait(5)
+    b = threading.Thread(target=lambda: got.append(s.call_xenapi("VM.get_all")))
+    b.start()
+    a.join(5)
+    b.join(10)
+    assert got and isinstance(got[0], list), "the waiting caller never got a session"
+    assert s.peak_open == 1

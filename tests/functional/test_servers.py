@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from nova import conf as nova_conf
 from nova.tests.functional.api import client
 
 from nova_xenapi.testing import nova_stack as base
@@ -196,3 +197,34 @@ class OperationFailureTest(base.XenAPIFunctionalBase):
         self.assertEqual("Running", self.vm_of(server)["power_state"])
         self._delete_server(server)
         self.assertHostClean()
+
+
+class HostResourcesTest(base.XenAPIFunctionalBase):
+
+    def test_inventory_reserves_dom0_and_reports_the_sr_and_image_traits(self):
+        x = self.api_x
+        host = x.host.get_all()[0]
+        rp = self.admin_api.api_get("/os-hypervisors").body["hypervisors"][0]["id"]
+        self.assertEqual(x.host.get_uuid(host), rp, "the resource provider is the XAPI host")
+        inv = self._get_provider_inventory(rp)
+        dom0 = x.VM.get_record(x.host.get_control_domain(host))
+        total = int(x.host_metrics.get_memory_total(x.host.get_metrics(host))) >> 20
+        self.assertEqual(total, inv["MEMORY_MB"]["total"])
+        # dom0's memory on top of what the operator reserves ([DEFAULT] reserved_host_memory_mb)
+        self.assertEqual((int(dom0["memory_target"]) >> 20) + nova_conf.CONF.reserved_host_memory_mb,
+                         inv["MEMORY_MB"]["reserved"])
+        self.assertEqual(len(x.host.get_host_CPUs(host)), inv["VCPU"]["total"])
+        sr = x.pool.get_default_SR(x.pool.get_all()[0])
+        self.assertEqual(int(x.SR.get_physical_size(sr)) >> 30, inv["DISK_GB"]["total"])
+        traits = set(self._get_provider_traits(rp))
+        self.assertLessEqual({"COMPUTE_IMAGE_TYPE_VHD", "COMPUTE_IMAGE_TYPE_RAW",
+                              "COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_SECURITY_UEFI_SECURE_BOOT"}, traits)
+        self.assertNotIn("COMPUTE_IMAGE_TYPE_AMI", traits)
+
+    def test_uptime_comes_from_the_host(self):
+        hypervisor = self.admin_api.api_get("/os-hypervisors/detail").body["hypervisors"][0]
+        shown = self.admin_api.api_get(f"/os-hypervisors/{hypervisor['id']}").body["hypervisor"]
+        self.assertIn("up 0 days", shown["uptime"])  # since 2.88 the uptime is part of show
+        self.assertEqual("XenServer", hypervisor["hypervisor_type"])
+        self.assertEqual(self.api_x.host.get_hostname(self.api_x.host.get_all()[0]),
+                         hypervisor["hypervisor_hostname"])
