@@ -40,6 +40,7 @@ class SimConfig:
     extra_srs: list[tuple[str, int]] = field(default_factory=list)  # (type, GiB)
     auth_failure_delay: float = 5.0
     boot_delay: float = 0.0  # seconds a VM start takes
+    other_pools: list[list[HostConfig]] = field(default_factory=list)  # more pools, as standalone
 
 
 @dataclass
@@ -52,9 +53,12 @@ class HostRuntime:
 class Backend:
     """A pool's state: the store plus per-host runtime data."""
 
-    def __init__(self, config: SimConfig, state_dir: Path, faults: Faults | None = None) -> None:
+    def __init__(self, config: SimConfig, state_dir: Path, faults: Faults | None = None,
+                 db_name: str = "db.json") -> None:
         self.config = config
         self.state_dir = Path(state_dir)
+        self.db_name = db_name  # the pool's database file in state_dir
+        self.world = None  # the Simulator holding every pool (set by it)
         self.store = Store()
         self.faults = faults or Faults()
         self.hosts: dict[str, HostRuntime] = {}

@@ -40,6 +40,12 @@ class HostServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         super().__init__(address, Handler)
 
+    def rehome(self, backend, host_ref: str) -> None:
+        """This host now belongs to another pool (after pool.join or pool.eject)."""
+        self.dispatcher = dispatcher.Dispatcher(backend, host_ref)
+        self.backend = backend
+        self.host_ref = host_ref
+
     def get_request(self):
         sock, addr = super().get_request()
         if self.ssl_context is not None:

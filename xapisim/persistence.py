@@ -1,7 +1,8 @@
 """Saving and loading a backend's database so state survives a restart.
 
 The store is written as JSON (atomically, via a temporary file) to
-``<state-dir>/db.json``; datetimes keep their type through a small tag.
+``<state-dir>/db.json`` for the first pool and ``<state-dir>/pool-<uuid>.json``
+for the others; datetimes keep their type through a small tag.
 """
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import os
 from pathlib import Path
 
 from .values import XDateTime
-
-DB_FILE = "db.json"
 
 
 def _enc(o):
@@ -51,7 +50,7 @@ def save(backend) -> Path:
             "created_at": [[c, r, g] for (c, r), g in store.created_at.items()],
             "domid": backend._domid,
         }
-    path = backend.state_dir / DB_FILE
+    path = backend.state_dir / backend.db_name
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, default=_enc))
     os.replace(tmp, path)
@@ -59,7 +58,7 @@ def save(backend) -> Path:
 
 
 def load(backend) -> bool:
-    path = backend.state_dir / DB_FILE
+    path = backend.state_dir / backend.db_name
     if not path.exists():
         return False
     data = json.loads(path.read_text())

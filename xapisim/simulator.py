@@ -9,6 +9,7 @@ address, and stops them again.  In-process use::
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import threading
@@ -31,6 +32,14 @@ def host_configs(n: int, memory_mib: int = 65536, cpus: int = 16,
 
 
 class Simulator:
+    """Every simulated pool, their hosts' listeners, faults and persistence.
+
+    ``backend`` is the first pool (the one ``url`` points at); ``backends``
+    holds all of them.  Pools change as hosts join and leave: the simulator
+    is the "network" that lets a host find another pool's master and moves a
+    host's listener to its new pool.
+    """
+
     def __init__(self, config: SimConfig | None = None, state_dir: Path | str | None = None,
                  port: int = 0, tls: bool = False, certificate: Path | None = None) -> None:
         self.config = config or SimConfig()
@@ -44,35 +53,86 @@ class Simulator:
         self.tls = tls
         self.certificate = certificate
         self.faults = Faults()
-        self.backend = Backend(self.config, self.state_dir, self.faults)
         self.servers: list[HostServer] = []
+        self._ssl_context = None
         self._stop = threading.Event()
         self._gc_thread: threading.Thread | None = None
-        if not persistence.load(self.backend):
-            inventory.build(self.backend, self.config.sr_type)
+        self.backend = self._new_backend(self.config, "db.json")
+        self.backends: list[Backend] = [self.backend]
+        if persistence.load(self.backend):
+            self._restore_hosts(self.backend)
+            for path in sorted(self.state_dir.glob("pool-*.json")):
+                b = self._new_backend(self._config_for([]), path.name)
+                persistence.load(b)
+                self._restore_hosts(b)
+                self.backends.append(b)
         else:
-            self._restore_hosts()
+            inventory.build(self.backend, self.config.sr_type)
+            for hosts in self.config.other_pools:
+                self.add_pool(hosts)
 
-    def _restore_hosts(self) -> None:
-        store = self.backend.store
+    def _config_for(self, hosts: list[HostConfig]) -> SimConfig:
+        return dataclasses.replace(self.config, hosts=hosts, other_pools=[])
+
+    def _new_backend(self, config: SimConfig, db_name: str) -> Backend:
+        b = Backend(config, self.state_dir, self.faults, db_name=db_name)
+        b.world = self
+        return b
+
+    def _all_host_configs(self) -> list[HostConfig]:
+        return list(self.config.hosts) + [h for pool in self.config.other_pools for h in pool]
+
+    def _restore_hosts(self, backend: Backend) -> None:
+        store = backend.store
         for ref, rec in store.tables["host"].items():
-            hc = next((h for h in self.config.hosts if h.address == rec["address"]),
+            hc = next((h for h in self._all_host_configs() if h.address == rec["address"]),
                       HostConfig(rec["address"], rec["hostname"]))
             root = self.state_dir / "hosts" / rec["address"] / "dom0"
-            self.backend.hosts[ref] = HostRuntime(ref, hc, root)
+            backend.hosts[ref] = HostRuntime(ref, hc, root)
+
+    # -- the pools -------------------------------------------------------
+    def add_pool(self, hosts: list[HostConfig], host_uuids: dict[str, str] | None = None) -> Backend:
+        """A new pool of freshly installed hosts (a host keeps its uuid when given)."""
+        b = self._new_backend(self._config_for(hosts), "")
+        inventory.build(b, self.config.sr_type)
+        for ref in b.store.all("host"):
+            uuid = (host_uuids or {}).get(b.store.get("host", ref)["address"])
+            if uuid:
+                b.store.change_uuid("host", ref, uuid)
+        b.db_name = f"pool-{b.store.get('pool', b.pool_ref)['uuid']}.json"
+        self.backends.append(b)
+        return b
+
+    def remove_pool(self, backend: Backend) -> None:
+        self.backends.remove(backend)
+        (self.state_dir / backend.db_name).unlink(missing_ok=True)
+
+    def host_at(self, address: str) -> tuple[Backend, str] | None:
+        """The pool and host record answering at ``address``, if any host does."""
+        for b in self.backends:
+            ref = b.host_by_address(address)
+            if ref is not None:
+                return b, ref
+        return None
+
+    def rehome(self, address: str, backend: Backend, host_ref: str) -> None:
+        for server in self.servers:
+            if server.server_address[0] == address:
+                server.rehome(backend, host_ref)
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> Simulator:
         ctx = None
+        hosts = [(b, ref, rt) for b in self.backends for ref, rt in b.hosts.items()]
         if self.tls:
             from .tls import ensure_certificate, server_context
             pem = self.certificate or ensure_certificate(
-                self.state_dir / "xapi-ssl.pem", [h.config.address for h in self.backend.hosts.values()])
+                self.state_dir / "xapi-ssl.pem", [rt.config.address for _, _, rt in hosts])
             self.certificate = pem
             ctx = server_context(pem)
         port = self.port
-        for ref, rt in self.backend.hosts.items():
-            server = HostServer((rt.config.address, port), self.backend, ref, self, ctx)
+        for backend, ref, rt in hosts:
+            server = HostServer((rt.config.address, port), backend, ref, self, ctx)
             if port == 0:
                 port = server.server_address[1]
             self.servers.append(server)
@@ -84,7 +144,8 @@ class Simulator:
 
     def _gc_loop(self) -> None:
         while not self._stop.wait(30.0):
-            tasks.gc(self.backend.store)
+            for b in list(self.backends):
+                tasks.gc(b.store)
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,7 +153,8 @@ class Simulator:
             s.shutdown()
             s.server_close()
         self.servers.clear()
-        persistence.save(self.backend)
+        for b in self.backends:
+            persistence.save(b)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -117,7 +179,12 @@ class Simulator:
 
     @property
     def host_urls(self) -> list[str]:
-        return [self.url_of(rt.config.address) for rt in self.backend.hosts.values()]
+        """Every host of every pool (the first pool's master first)."""
+        return [self.url_of(rt.config.address) for b in self.backends for rt in b.hosts.values()]
+
+    def pool_url(self, index: int) -> str:
+        """The master of the ``index``-th pool."""
+        return self.url_of(self.backends[index].master_address())
 
     def summary(self) -> dict:
         store = self.backend.store

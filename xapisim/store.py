@@ -97,6 +97,15 @@ class Store:
             self.deleted[(cls, ref)] = created
             self._touch(cls, ref)
 
+    def change_uuid(self, cls: str, ref: str, uuid: str) -> None:
+        """Give an object another uuid (a host keeps its own when it changes pools)."""
+        with self.lock:
+            rec = self.get(cls, ref)
+            self.by_uuid.pop(rec["uuid"], None)
+            rec["uuid"] = uuid
+            self.by_uuid[uuid] = (cls, ref)
+            self._touch(cls, ref)
+
     def exists(self, cls: str, ref: str) -> bool:
         return ref in self.tables[cls]
 
