@@ -82,3 +82,19 @@ def test_evacuate_moves_everything_or_nothing(xapi):
         x.host.evacuate(master)
     assert e.value.details[0] == "CANNOT_EVACUATE_HOST"
     assert x.VM.get_resident_on(a) == master  # nothing moved
+
+
+def test_pool_migrate_over_both_protocols(client):
+    master = client("pool.get_master", client("pool.get_all")[0])
+    member = [h for h in client("host.get_all") if h != master][0]
+    template = [r for r, v in client("VM.get_all_records").items() if v["is_a_template"]][0]
+    vm = client("VM.clone", template, "both-wires")
+    for vbd in client("VM.get_VBDs", vm):
+        client("VBD.destroy", vbd)
+    client("VM.set_is_a_template", vm, False)
+    with pytest.raises(XenAPI.Failure) as e:
+        client("VM.pool_migrate", vm, member, {})
+    assert e.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
+    client("VM.start_on", vm, master, False, False)
+    client("VM.pool_migrate", vm, member, {})
+    assert client("VM.get_resident_on", vm) == member

@@ -116,6 +116,16 @@ class Backend:
             store.private[ref]["secret"] = True
             return ref
 
+    def internal_session(self, host_ref: str, originator: str) -> str:
+        """A pool session xapi makes for itself (e.g. the one migrate_receive hands out)."""
+        with self.store.lock:
+            ref = self.store.create("session", {
+                "this_host": host_ref, "this_user": NULL_REF, "last_active": now(), "pool": True,
+                "is_local_superuser": True, "auth_user_name": "root", "originator": originator,
+                "validation_time": now(), "rbac_permissions": []})
+            self.store.private[ref]["secret"] = True
+            return ref
+
     def session_valid(self, ref: str) -> bool:
         return self.store.exists("session", ref)
 

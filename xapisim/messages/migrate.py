@@ -1,21 +1,37 @@
-"""Moving running VMs between hosts of one pool: VM.pool_migrate and host.evacuate.
+"""Moving VMs: inside a pool (VM.pool_migrate, host.evacuate) and between pools.
 
 Checks follow xapi_vm_migrate.ml and xapi_host.ml as far as a simulator can
-show them: the VM must be Running (``VM_BAD_POWER_STATE`` through the
-lifecycle rules), the destination enabled (``HOST_DISABLED``), every disk on
-an SR the destination can see (``VM_REQUIRES_SR``; local SRs block a
-live migration, as they do without storage motion), and enough free memory
-(``HOST_NOT_ENOUGH_FREE_MEMORY``).  Migrating to the VM's own host is
-allowed, as xapi allows localhost migration.  ``host.evacuate`` plans a
-destination for every running guest first and moves nothing unless all can
-go (``CANNOT_EVACUATE_HOST``).  Not modelled: the options map, HA, vGPU/PCI.
+show them.  ``VM.pool_migrate``: the VM must be Running (``VM_BAD_POWER_STATE``
+through the lifecycle rules), the destination enabled (``HOST_DISABLED``),
+every disk on an SR the destination can see (``VM_REQUIRES_SR``: local SRs
+block a live migration without storage motion), and enough free memory
+(``HOST_NOT_ENOUGH_FREE_MEMORY``); migrating to the VM's own host is allowed,
+as xapi allows localhost migration.  ``host.evacuate`` plans a destination
+for every running guest first and moves nothing unless all can go
+(``CANNOT_EVACUATE_HOST``).
+
+Storage motion and cross-pool migration: the destination pool's
+``host.migrate_receive`` returns the ``dest`` map (keys ``SM``, ``host``,
+``xenops``, ``session_id``, ``master``) that ``VM.migrate_send`` and
+``VM.assert_can_migrate`` take.  Every disk must be in ``vdi_map``
+(``VDI_NOT_IN_MAP``); inside a pool ``vif_map`` must be empty
+(``OPERATION_NOT_ALLOWED``), across pools every VIF must be mapped or share a
+MAC with a mapped one (``VIF_NOT_IN_MAP``).  The disks' bytes are copied to
+the mapped SRs, the VM is created in the destination pool (running there if
+it ran here) and removed from the source with its old disks; the new VM's
+ref is the result.  Not modelled: the options map, HA, vGPU/PCI, CBT and
+encrypted VDIs, version checks.
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ..call import Call
+from ..datamodel import NULL_REF
 from ..errors import XapiError
 from ..registry import api
-from .lifecycle import Operation
+from .lifecycle import Operation, check_vm
+from .vdi import new_vdi, sr_info, update_sr_usage
 from .vm import bring_down, bring_up, check_host_for, update_host_memory
 
 
@@ -80,3 +96,191 @@ def evacuate(call: Call, host: str, network: str, evacuate_batch_size: int) -> s
         pool_migrate(call, vm, target, {})
         call.progress(n / len(plan))
     return ""
+
+
+@api("host", "migrate_receive")
+def migrate_receive(call: Call, host: str, network: str, options: dict) -> dict:
+    store = call.store
+    backend = call.backend
+    store.get("host", host)
+    store.get("network", network)
+    session = backend.internal_session(host, "migrate_receive")
+    ip = store.get("host", host)["address"]
+    return {"SM": f"http://{ip}/services/SM?session_id={session}", "host": host,
+            "xenops": f"http://{ip}/services/xenops?session_id={session}",
+            "session_id": session, "master": f"http://{backend.master_address()}"}
+
+
+def _destination(call: Call, dest: dict):
+    """(backend, host ref, session) of a migrate_receive map."""
+    try:
+        master, host, session = dest["master"], dest["host"], dest["session_id"]
+    except KeyError as e:
+        raise XapiError("INTERNAL_ERROR", f"Not_found: dest key {e.args[0]}") from None
+    address = urlsplit(master).hostname or ""
+    world = call.backend.world
+    found = world.host_at(address) if world else None
+    if found is None or address in call.backend.faults.killed_hosts:
+        raise XapiError("CANNOT_CONTACT_HOST", address)
+    remote = found[0]
+    if not remote.session_valid(session):
+        raise XapiError("SESSION_INVALID", session)
+    remote.store.get("host", host)
+    return remote, host, session
+
+
+def _disks(store, vm: str) -> list[tuple[str, str]]:
+    out = []
+    for vbd in store.get("VM", vm)["VBDs"]:
+        v = store.get("VBD", vbd)
+        if v["type"] != "CD" and not v["empty"] and v["VDI"] != NULL_REF:
+            out.append((vbd, v["VDI"]))
+    return out
+
+
+def _assert_can_migrate(call: Call, vm: str, dest: dict, vdi_map: dict, vif_map: dict):
+    store = call.store
+    remote, host, session = _destination(call, dest)
+    check_vm(store, vm, "migrate_send")
+    for _, vdi in _disks(store, vm):
+        if vdi not in vdi_map:
+            raise XapiError("VDI_NOT_IN_MAP", vdi)
+    for sr in vdi_map.values():
+        remote.store.get("SR", sr)
+    rec = store.get("VM", vm)
+    if remote is call.backend:
+        if vif_map:
+            raise XapiError("OPERATION_NOT_ALLOWED", "VIF mapping is not allowed for intra-pool "
+                            "migration -all VIFs must be on the same network")
+        if rec["power_state"] == "Running" and rec["resident_on"] != host:
+            _check_destination_memory(call, remote, vm, host)
+        return remote, host, session
+    mapped_macs = {store.get("VIF", v)["MAC"] for v in vif_map}
+    for vif in rec["VIFs"]:
+        if vif not in vif_map and store.get("VIF", vif)["MAC"] not in mapped_macs:
+            raise XapiError("VIF_NOT_IN_MAP", vif)
+    for net in vif_map.values():
+        remote.store.get("network", net)
+    if not remote.store.get("host", host)["enabled"]:
+        raise XapiError("HOST_DISABLED", host)
+    if rec["power_state"] == "Running":
+        _check_destination_memory(call, remote, vm, host, rec)
+    return remote, host, session
+
+
+def _check_destination_memory(call: Call, remote, vm: str, host: str, rec: dict | None = None) -> None:
+    from .vm import host_memory_free, vm_memory_need
+    need = vm_memory_need(rec or call.store.get("VM", vm))
+    free = host_memory_free(remote, host)
+    if need > free:
+        raise XapiError("HOST_NOT_ENOUGH_FREE_MEMORY", need, free)
+
+
+@api("VM", "assert_can_migrate")
+def assert_can_migrate(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif_map: dict,
+                       options: dict, vgpu_map: dict) -> str:
+    with call.store.lock:
+        _assert_can_migrate(call, vm, dest, vdi_map, vif_map)
+    return ""
+
+
+def _copy_disk(call: Call, dcall: Call, vdi: str, sr: str) -> str:
+    """A new VDI in ``sr`` (of ``dcall``'s pool) with ``vdi``'s bytes."""
+    src = call.store.get("VDI", vdi)
+    extra = {k: src[k] for k in ("name_description", "other_config", "xenstore_data", "sm_config",
+                                 "read_only", "sharable", "tags")}
+    extra["other_config"] = dict(extra["other_config"])
+    new = new_vdi(dcall, sr, src["name_label"], int(src["virtual_size"]), src["type"], extra)
+    s_uuid, s_type = sr_info(call.store, src["SR"])
+    d_uuid, d_type = sr_info(dcall.store, sr)
+    dcall.backend.disks.copy((s_uuid, s_type, src["uuid"]),
+                             (d_uuid, d_type, dcall.store.get("VDI", new)["uuid"]),
+                             int(src["virtual_size"]))
+    dcall.store.set("VDI", new, physical_utilisation=dcall.backend.disks.physical_size(
+        d_uuid, d_type, dcall.store.get("VDI", new)["uuid"], int(src["virtual_size"])))
+    update_sr_usage(dcall, sr)
+    return new
+
+
+_VM_SKIP = {"uuid", "resident_on", "scheduled_to_be_resident_on", "affinity", "metrics",
+            "guest_metrics", "consoles", "VBDs", "VIFs", "VTPMs", "VUSBs", "VGPUs", "crash_dumps",
+            "snapshots", "snapshot_of", "parent", "children", "attached_PCIs", "appliance",
+            "protection_policy", "snapshot_schedule", "suspend_VDI", "suspend_SR", "domid",
+            "allowed_operations", "current_operations", "power_state", "blobs", "groups",
+            "pending_guidances", "pending_guidances_recommended", "pending_guidances_full"}
+
+
+def _recreate_vm(call: Call, dcall: Call, vm: str, disks: dict[str, str], vif_map: dict) -> str:
+    src = call.store
+    dst = dcall.store
+    rec = src.get("VM", vm)
+    values = {k: v for k, v in rec.items() if k not in _VM_SKIP}
+    values.update(uuid=rec["uuid"], power_state="Halted",
+                  metrics=dst.create("VM_metrics", {"memory_actual": 0, "VCPUs_number": 0}))
+    new = dst.create("VM", values)
+    for vbd in rec["VBDs"]:
+        v = src.get("VBD", vbd)
+        fields = {k: v[k] for k in ("userdevice", "bootable", "mode", "type", "unpluggable",
+                                    "empty", "other_config", "qos_algorithm_type",
+                                    "qos_algorithm_params")}
+        dst.create("VBD", {**fields, "VM": new, "VDI": disks.get(v["VDI"], NULL_REF),
+                           "empty": v["VDI"] not in disks})
+    macs = {src.get("VIF", v)["MAC"]: net for v, net in vif_map.items()}
+    for vif in rec["VIFs"]:
+        v = src.get("VIF", vif)
+        net = vif_map.get(vif) or macs[v["MAC"]]
+        dst.create("VIF", {k: v[k] for k in ("device", "MAC", "MTU", "other_config", "locking_mode",
+                                             "qos_algorithm_type", "qos_algorithm_params")}
+                   | {"VM": new, "network": net, "MAC_autogenerated": False})
+    return new
+
+
+@api("VM", "migrate_send", cancellable=True)
+def migrate_send(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif_map: dict,
+                 options: dict, vgpu_map: dict) -> str:
+    from .vdi import destroy_vdi
+    store = call.store
+    with store.lock:
+        remote, host, session = _assert_can_migrate(call, vm, dest, vdi_map, vif_map)
+    dcall = Call(remote, host, session=session, wire_name="VM.migrate_send")
+    with Operation(call, "VM", vm, "migrate_send"):
+        rec = store.get("VM", vm)
+        running = rec["power_state"] in ("Running", "Paused")
+        old = [vdi for _, vdi in _disks(store, vm)]
+        copies: dict[str, str] = {}
+        try:
+            for n, vdi in enumerate(old, 1):
+                copies[vdi] = _copy_disk(call, dcall, vdi, vdi_map[vdi])
+                call.progress(0.8 * n / max(1, len(old)))
+        except BaseException:
+            for new in copies.values():
+                destroy_vdi(dcall, new)
+            raise
+        if remote is call.backend:  # storage motion inside the pool
+            with store.lock:
+                for vbd, vdi in _disks(store, vm):
+                    store.set("VBD", vbd, VDI=copies[vdi])
+                for vdi in old:
+                    destroy_vdi(call, vdi)
+                if running and rec["resident_on"] != host:
+                    _move(call, vm, host)
+            return vm
+        with remote.store.lock:
+            new = _recreate_vm(call, dcall, vm, copies, vif_map)
+            if running:
+                bring_up(dcall, new, host, rec["power_state"] == "Paused")
+        with store.lock:
+            if rec["power_state"] != "Halted":
+                bring_down(call, vm)
+            for vbd in list(store.get("VM", vm)["VBDs"]):
+                store.destroy("VBD", vbd)
+            for vif in list(store.get("VM", vm)["VIFs"]):
+                store.destroy("VIF", vif)
+            for vdi in old:
+                destroy_vdi(call, vdi)
+    with store.lock:
+        metrics = store.get("VM", vm)["metrics"]
+        store.destroy("VM", vm)
+        if store.exists("VM_metrics", metrics):
+            store.destroy("VM_metrics", metrics)
+    return new
