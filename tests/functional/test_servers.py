@@ -228,3 +228,53 @@ class HostResourcesTest(base.XenAPIFunctionalBase):
         self.assertEqual("XenServer", hypervisor["hypervisor_type"])
         self.assertEqual(self.api_x.host.get_hostname(self.api_x.host.get_all()[0]),
                          hypervisor["hypervisor_hostname"])
+
+
+class ActionFailureTest(base.XenAPIFunctionalBase):
+    """Each power action whose XAPI call fails ends in a settled state quickly, with nothing leaked."""
+
+    ACTIONS = [  # (API body, the XAPI messages that fail, the state the server was in)
+        ({"os-stop": None}, ("VM.clean_shutdown", "VM.hard_shutdown"), "ACTIVE"),
+        ({"pause": None}, ("VM.pause",), "ACTIVE"),
+        ({"suspend": None}, ("VM.suspend",), "ACTIVE"),
+        ({"os-start": None}, ("VM.start",), "SHUTOFF"),
+        ({"unpause": None}, ("VM.unpause",), "PAUSED"),
+        ({"resume": None}, ("VM.resume",), "SUSPENDED"),
+    ]
+    SETUP = {"SHUTOFF": {"os-stop": None}, "PAUSED": {"pause": None}, "SUSPENDED": {"suspend": None}}
+
+    def test_failed_power_actions_settle(self):
+        image = self.make_image(base.image_data())
+        for body, messages, state in self.ACTIONS:
+            with self.subTest(action=next(iter(body))):
+                server = self._create_server(image_uuid=image, networks="none")
+                if state in self.SETUP:
+                    server = self.action(server, self.SETUP[state], state)
+                vms_before = set(self.api_x.VM.get_all())
+                for message in messages:
+                    self.sim.faults.add(message, "error", error=["INTERNAL_ERROR", "injected"])
+                try:
+                    self.api.post_server_action(server["id"], body)
+                except client.OpenStackApiException as e:  # casts run as calls in these tests
+                    self.assertIn("XenAPIError", str(e))
+                server = self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+                self.assertEqual(len(messages), len(self.sim.faults.fired), "the failing call was made")
+                self.sim.faults.fired.clear()
+                self.assertIn(server["status"], (state, "ERROR"))
+                self.assertEqual(vms_before, set(self.api_x.VM.get_all()))
+                self.assertEqual([], self.api_x.task.get_all())
+                self._delete_server(server)
+        self.assertHostClean()
+
+    def action(self, server, body, state):
+        self.api.post_server_action(server["id"], body)
+        return self._wait_for_state_change(server, state)
+
+    def test_uefi_secure_boot_image_properties_reach_the_vm(self):
+        image = self.make_image(base.image_data(), hw_firmware_type="uefi", os_secure_boot="required")
+        server = self._create_server(image_uuid=image, networks="none")
+        rec = self.vm_of(server)
+        self.assertEqual("uefi", rec["HVM_boot_params"]["firmware"])
+        self.assertEqual("true", rec["platform"]["secureboot"])
+        self._delete_server(server)
+        self.assertHostClean()
