@@ -87,3 +87,37 @@ def client(request, sim):
     jcall.protocol = "jsonrpc"
     jcall.session = j.session
     return jcall
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Two pools: a pool of two hosts (127.0.0.1 master, .2) and a standalone host (.3)."""
+    from xapisim.backend import HostConfig
+    config = SimConfig(password=PASSWORD, hosts=host_configs(2, 8192, 4), auth_failure_delay=0.01,
+                       other_pools=[[HostConfig("127.0.0.3", "xs-host-3", 8192, 4)]])
+    with Simulator(config, tmp_path / "state") as s:
+        yield s
+
+
+def login(url: str) -> XenAPI.Session:
+    s = XenAPI.Session(url)
+    s.xenapi.login_with_password("root", PASSWORD, "2.21", "tests")
+    return s
+
+
+def local_sr(x, host: str) -> str:
+    """The host's own storage SR (not the tools ISO SR)."""
+    return [r for r, v in x.SR.get_all_records().items()
+            if v["type"] != "iso" and any(x.PBD.get_host(p) == host for p in v["PBDs"])][0]
+
+
+def diskless_vm(x, name: str, mem: int = 256 << 20) -> str:
+    """A plain halted VM cloned from the first template, without its template disks."""
+    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
+    vm = x.VM.clone(template, name)
+    for vbd in x.VM.get_VBDs(vm):
+        x.VBD.destroy(vbd)
+    x.VM.set_other_config(vm, {})
+    x.VM.set_is_a_template(vm, False)
+    x.VM.set_memory_limits(vm, str(mem), str(mem), str(mem), str(mem))
+    return vm

@@ -6,41 +6,16 @@ import urllib.request
 import pytest
 import XenAPI
 
-from tests.conftest import PASSWORD
-from xapisim import SimConfig, Simulator, host_configs
-from xapisim.backend import HostConfig
+from tests.conftest import diskless_vm, local_sr
+from tests.conftest import login as _login
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 
 
-@pytest.fixture
-def world(tmp_path):
-    config = SimConfig(password=PASSWORD, hosts=host_configs(2, 8192, 4), auth_failure_delay=0.01,
-                       other_pools=[[HostConfig("127.0.0.3", "xs-host-3", 8192, 4)]])
-    with Simulator(config, tmp_path / "state") as sim:
-        yield sim
-
-
-def _login(url):
-    s = XenAPI.Session(url)
-    s.xenapi.login_with_password("root", PASSWORD, "2.21", "tests")
-    return s
-
-
-def _local_sr(x, host):
-    return [r for r, v in x.SR.get_all_records().items()
-            if v["type"] != "iso" and any(x.PBD.get_host(p) == host for p in v["PBDs"])][0]
-
-
 def _vm_with_disk_and_vif(sim, s, host):
     x = s.xenapi
-    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
-    vm = x.VM.clone(template, "traveller")
-    for vbd in x.VM.get_VBDs(vm):
-        x.VBD.destroy(vbd)
-    x.VM.set_is_a_template(vm, False)
-    x.VM.set_memory_limits(vm, str(256 << 20), str(256 << 20), str(256 << 20), str(256 << 20))
-    vdi = x.VDI.create({"name_label": "root", "SR": _local_sr(x, host), "virtual_size": str(8 << 20),
+    vm = diskless_vm(x, "traveller")
+    vdi = x.VDI.create({"name_label": "root", "SR": local_sr(x, host), "virtual_size": str(8 << 20),
                         "type": "user", "sharable": False, "read_only": False, "other_config": {}})
     req = urllib.request.Request(f"{sim.url_of(x.host.get_address(host))}/import_raw_vdi?"
                                  f"session_id={s._session}&vdi={vdi}&format=raw", data=DATA,
@@ -82,9 +57,9 @@ def test_a_running_vm_moves_to_another_pool_with_its_disk_bytes(world):
         return e.value.details
 
     assert fails({}, {vif: dnet}) == ["VDI_NOT_IN_MAP", vdi]
-    assert fails({vdi: _local_sr(y, dhost)}, {}) == ["VIF_NOT_IN_MAP", vif]
-    x.VM.assert_can_migrate(vm, dest, True, {vdi: _local_sr(y, dhost)}, {vif: dnet}, {})
-    new = x.VM.migrate_send(vm, dest, True, {vdi: _local_sr(y, dhost)}, {vif: dnet}, {})
+    assert fails({vdi: local_sr(y, dhost)}, {}) == ["VIF_NOT_IN_MAP", vif]
+    x.VM.assert_can_migrate(vm, dest, True, {vdi: local_sr(y, dhost)}, {vif: dnet}, {})
+    new = x.VM.migrate_send(vm, dest, True, {vdi: local_sr(y, dhost)}, {vif: dnet}, {})
 
     assert y.VM.get_uuid(new) == vm_uuid
     assert y.VM.get_power_state(new) == "Running" and y.VM.get_resident_on(new) == dhost
@@ -106,13 +81,13 @@ def test_storage_motion_inside_the_pool(world):
     x.VM.start_on(vm, master, False, False)
     dest = x.host.migrate_receive(member, x.VIF.get_network(vif), {})
     with pytest.raises(XenAPI.Failure) as e:
-        x.VM.migrate_send(vm, dest, True, {vdi: _local_sr(x, member)}, {vif: x.VIF.get_network(vif)}, {})
+        x.VM.migrate_send(vm, dest, True, {vdi: local_sr(x, member)}, {vif: x.VIF.get_network(vif)}, {})
     assert e.value.details[0] == "OPERATION_NOT_ALLOWED"
     with pytest.raises(XenAPI.Failure) as e:
         x.VM.pool_migrate(vm, member, {})
-    assert e.value.details == ["VM_REQUIRES_SR", vm, _local_sr(x, master)]
-    assert x.VM.migrate_send(vm, dest, True, {vdi: _local_sr(x, member)}, {}, {}) == vm
+    assert e.value.details == ["VM_REQUIRES_SR", vm, local_sr(x, master)]
+    assert x.VM.migrate_send(vm, dest, True, {vdi: local_sr(x, member)}, {}, {}) == vm
     assert x.VM.get_resident_on(vm) == member
     moved = x.VBD.get_VDI(x.VM.get_VBDs(vm)[0])
-    assert x.VDI.get_SR(moved) == _local_sr(x, member)
+    assert x.VDI.get_SR(moved) == local_sr(x, member)
     assert _read(world, s, moved, "127.0.0.1") == DATA

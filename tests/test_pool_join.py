@@ -4,23 +4,10 @@ from __future__ import annotations
 import pytest
 import XenAPI
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, diskless_vm, local_sr
+from tests.conftest import login as _login
 from xapisim import SimConfig, Simulator, host_configs
 from xapisim.backend import HostConfig
-
-
-@pytest.fixture
-def world(tmp_path):
-    config = SimConfig(password=PASSWORD, hosts=host_configs(2, 8192, 4), auth_failure_delay=0.01,
-                       other_pools=[[HostConfig("127.0.0.3", "xs-host-3", 8192, 4)]])
-    with Simulator(config, tmp_path / "state") as sim:
-        yield sim
-
-
-def _login(url: str) -> XenAPI.Session:
-    s = XenAPI.Session(url)
-    s.xenapi.login_with_password("root", PASSWORD, "2.21", "tests")
-    return s
 
 
 def _failure(fn, *args) -> list[str]:
@@ -29,16 +16,11 @@ def _failure(fn, *args) -> list[str]:
     return e.value.details
 
 
-def _local_sr(x, host: str) -> str:
-    return [r for r, v in x.SR.get_all_records().items()
-            if v["type"] != "iso" and any(x.PBD.get_host(p) == host for p in v["PBDs"])][0]
-
-
 def test_a_standalone_host_joins_with_its_storage_and_answers_as_a_member(world):
     lone = _login(world.pool_url(1)).xenapi
     me = lone.host.get_all()[0]
     my_uuid = lone.host.get_uuid(me)
-    sr = _local_sr(lone, me)
+    sr = local_sr(lone, me)
     vdi = lone.VDI.create({"name_label": "keep-me", "SR": sr, "virtual_size": str(1 << 20),
                            "type": "user", "sharable": False, "read_only": False, "other_config": {}})
     vdi_uuid = lone.VDI.get_uuid(vdi)
@@ -52,7 +34,7 @@ def test_a_standalone_host_joins_with_its_storage_and_answers_as_a_member(world)
     host = x.host.get_by_uuid(my_uuid)
     assert len(x.host.get_all()) == 3
     assert x.VDI.get_name_label(x.VDI.get_by_uuid(vdi_uuid)) == "keep-me"
-    assert x.VDI.get_SR(x.VDI.get_by_uuid(vdi_uuid)) == _local_sr(x, host)
+    assert x.VDI.get_SR(x.VDI.get_by_uuid(vdi_uuid)) == local_sr(x, host)
     assert x.VM.get_by_name_label("left-behind") == []  # VMs are not part of the joined metadata
     dom0 = x.host.get_control_domain(host)
     assert x.VM.get_is_control_domain(dom0) and x.VM.get_resident_on(dom0) == host
@@ -72,12 +54,7 @@ def test_join_checks_in_xapis_order(world):
     master = _login(world.url).xenapi
     assert _failure(master.pool.join, "127.0.0.3", "root", PASSWORD) == \
         ["JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS"]
-    template = [r for r, v in lone.VM.get_all_records().items() if v["is_a_template"]][0]
-    vm = lone.VM.clone(template, "busy")
-    for vbd in lone.VM.get_VBDs(vm):
-        lone.VBD.destroy(vbd)
-    lone.VM.set_is_a_template(vm, False)
-    lone.VM.start(vm, False, False)
+    lone.VM.start(diskless_vm(lone, "busy"), False, False)
     assert _failure(lone.pool.join, "127.0.0.1", "root", PASSWORD) == \
         ["JOINING_HOST_CANNOT_HAVE_RUNNING_VMS"]
 
@@ -88,15 +65,11 @@ def test_eject_returns_a_member_to_a_fresh_pool_of_its_own(world):
     member = [h for h in x.host.get_all() if h != master][0]
     member_uuid = x.host.get_uuid(member)
     assert _failure(x.pool.eject, master) == ["INTERNAL_ERROR", "Xapi_pool.Cannot_eject_master"]
-    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
-    vm = x.VM.clone(template, "resident")
-    for vbd in x.VM.get_VBDs(vm):
-        x.VBD.destroy(vbd)
-    x.VM.set_is_a_template(vm, False)
+    vm = diskless_vm(x, "resident")
     x.VM.start_on(vm, member, False, False)
     assert _failure(x.pool.eject, member) == ["OPERATION_NOT_ALLOWED", "VM resident on host"]
     x.VM.hard_shutdown(vm)
-    member_sr_uuid = x.SR.get_uuid(_local_sr(x, member))
+    member_sr_uuid = x.SR.get_uuid(local_sr(x, member))
     x.pool.eject(member)
     assert member not in x.host.get_all()
     assert _failure(x.SR.get_by_uuid, member_sr_uuid)[0] == "UUID_INVALID"

@@ -4,15 +4,11 @@ from __future__ import annotations
 import pytest
 import XenAPI
 
+from tests.conftest import diskless_vm, local_sr
 
-def _vm(x, name: str, disk_sr: str | None = None, mem: int = 256 << 20) -> str:
-    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
-    vm = x.VM.clone(template, name)
-    for vbd in x.VM.get_VBDs(vm):
-        x.VBD.destroy(vbd)
-    x.VM.set_other_config(vm, {})
-    x.VM.set_is_a_template(vm, False)
-    x.VM.set_memory_limits(vm, str(mem), str(mem), str(mem), str(mem))
+
+def _vm(x, name: str, disk_sr: str | None = None) -> str:
+    vm = diskless_vm(x, name)
     if disk_sr:
         vdi = x.VDI.create({"name_label": "d", "SR": disk_sr, "virtual_size": str(1 << 20),
                             "type": "user", "sharable": False, "read_only": False,
@@ -45,16 +41,15 @@ def test_pool_migrate_errors(xapi):
     x = xapi.xenapi
     master = x.pool.get_master(x.pool.get_all()[0])
     member = [h for h in x.host.get_all() if h != master][0]
-    local_sr = [r for r, v in x.SR.get_all_records().items()
-                if v["type"] != "iso" and any(x.PBD.get_host(p) == master for p in v["PBDs"])][0]
-    vm = _vm(x, "pinned", disk_sr=local_sr)
+    sr = local_sr(x, master)
+    vm = _vm(x, "pinned", disk_sr=sr)
     with pytest.raises(XenAPI.Failure) as e:
         x.VM.pool_migrate(vm, member, {})
     assert e.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
     x.VM.start_on(vm, master, False, False)
     with pytest.raises(XenAPI.Failure) as e:
         x.VM.pool_migrate(vm, member, {})
-    assert e.value.details == ["VM_REQUIRES_SR", vm, local_sr]
+    assert e.value.details == ["VM_REQUIRES_SR", vm, sr]
     x.host.disable(member)
     with pytest.raises(XenAPI.Failure) as e:
         x.VM.pool_migrate(_started(x, master), member, {})
@@ -74,9 +69,8 @@ def test_evacuate_moves_everything_or_nothing(xapi):
     a, b = _started(x, member), _started(x, member)
     x.host.evacuate(member)
     assert {x.VM.get_resident_on(a), x.VM.get_resident_on(b)} == {master}
-    local_sr = [r for r, v in x.SR.get_all_records().items()
-                if v["type"] != "iso" and any(x.PBD.get_host(p) == master for p in v["PBDs"])][0]
-    pinned = _vm(x, "pinned", disk_sr=local_sr)
+    sr = local_sr(x, master)
+    pinned = _vm(x, "pinned", disk_sr=sr)
     x.VM.start_on(pinned, master, False, False)
     with pytest.raises(XenAPI.Failure) as e:
         x.host.evacuate(master)
@@ -91,7 +85,7 @@ def test_pool_migrate_over_both_protocols(client):
     vm = client("VM.clone", template, "both-wires")
     for vbd in client("VM.get_VBDs", vm):
         client("VBD.destroy", vbd)
-    client("VM.set_is_a_template", vm, False)
+    client("VM.set_is_a_template", vm, False)  # the same steps as diskless_vm, over either wire
     with pytest.raises(XenAPI.Failure) as e:
         client("VM.pool_migrate", vm, member, {})
     assert e.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
