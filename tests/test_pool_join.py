@@ -92,3 +92,20 @@ def test_pools_survive_a_restart(tmp_path):
     with Simulator(config, tmp_path / "s") as sim:
         assert len(sim.backends) == 1
         assert len(_login(sim.url).xenapi.host.get_all()) == 2
+
+
+def test_join_and_migrate_over_json_rpc(world):
+    from tests.conftest import JsonRpc
+    lone = JsonRpc(world.pool_url(1))
+    lone.session = lone.call("session.login_with_password", "root", PASSWORD, "2.21", "json")
+    with pytest.raises(XenAPI.Failure) as e:
+        lone.call("pool.join", "127.0.0.2", "root", PASSWORD)
+    assert e.value.details == ["HOST_IS_SLAVE", "127.0.0.1"]
+    host = lone.call("host.get_all")[0]
+    net = lone.call("PIF.get_network", lone.call("host.get_PIFs", host)[0])
+    dest = lone.call("host.migrate_receive", host, net, {})
+    assert dest["host"] == host and dest["master"] == "http://127.0.0.3"
+    lone.call("pool.join", "127.0.0.1", "root", PASSWORD)
+    master = JsonRpc(world.url)
+    master.session = master.call("session.login_with_password", "root", PASSWORD, "2.21", "json")
+    assert len(master.call("host.get_all")) == 3
