@@ -13,7 +13,7 @@ from nova import exception
 from nova.virt import driver, hardware
 
 from nova_xenapi import conf as xconf
-from nova_xenapi import console, images, lifecycle, session, snapshot, spawn, vm
+from nova_xenapi import console, images, lifecycle, plugins, session, snapshot, spawn, vm
 from nova_xenapi import host as host_ops
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 
@@ -80,6 +80,7 @@ class XenAPIDriver(driver.ComputeDriver):
         if xs.check_host and not xs.independent_compute:
             self._check_runs_on_host()
         self.host.handler.check_sr(self.session, spawn.disks.find_sr(self.session, xs.sr_matching_filter))
+        plugins.check_version(self.session)  # refuses a mismatched plugin set
         self._watcher = lifecycle.LifecycleWatcher(self.session, self.emit_event)
         self._watcher.start()
 
@@ -248,8 +249,14 @@ class XenAPIDriver(driver.ComputeDriver):
         return console.vnc_console(self.session, instance)
 
     def get_console_output(self, context: Any, instance: Any) -> str:
-        raise NotImplementedError(
-            "console output needs the nova-xenapi dom0 console plugin, not shipped yet")
+        ref = vm.find(self.session, instance)
+        domid = int(self.session.call_xenapi("VM.get_domid", ref))
+        if domid <= 0:
+            return ""  # not running: no console
+        try:
+            return plugins.console_log(self.session, domid)
+        except plugins.PluginsMissing as exc:
+            raise NotImplementedError(str(exc)) from None
 
     def set_admin_password(self, instance: Any, new_pass: str) -> None:
         raise NotImplementedError("setting the admin password needs the XenStore guest agent, "

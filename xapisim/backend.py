@@ -41,6 +41,7 @@ class SimConfig:
     auth_failure_delay: float = 5.0
     boot_delay: float = 0.0  # seconds a VM start takes
     other_pools: list[list[HostConfig]] = field(default_factory=list)  # more pools, as standalone
+    plugin_dirs: list[str] = field(default_factory=list)  # installed in every dom0's plugins dir
 
 
 @dataclass

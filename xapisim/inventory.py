@@ -8,8 +8,10 @@ A small set of the default templates as XenServer 8 ships them.
 """
 from __future__ import annotations
 
+import shutil
 import socket
 import time
+from pathlib import Path
 
 from .backend import Backend, HostConfig, HostRuntime
 from .datamodel import NULL_REF
@@ -85,6 +87,20 @@ def build(backend: Backend, local_sr_type: str = "ext") -> None:
             make_template(backend, name, hvm, uefi, extra)
 
 
+DOM0_SITE_PACKAGES = "usr/lib/python3/site-packages"
+DOM0_LIB = Path(__file__).parent / "dom0lib"
+
+
+def install_dom0_files(dom0_root: Path, plugin_dirs: list[str]) -> None:
+    """What a dom0 offers plugins (XenAPIPlugin), and the plugin sets the config names."""
+    for f in DOM0_LIB.glob("*.py"):
+        shutil.copy2(f, dom0_root / DOM0_SITE_PACKAGES / f.name)
+    for d in plugin_dirs:
+        for f in Path(d).iterdir():
+            if f.is_file():
+                shutil.copy2(f, dom0_root / "etc/xapi.d/plugins" / f.name)
+
+
 def _host(backend: Backend, hc: HostConfig, index: int, network: str) -> str:
     store = backend.store
     total = hc.memory_mib * MIB
@@ -112,8 +128,9 @@ def _host(backend: Backend, hc: HostConfig, index: int, network: str) -> str:
     dom0_root = backend.state_dir / "hosts" / hc.address / "dom0"
     backend.hosts[ref] = HostRuntime(ref, hc, dom0_root)
     for d in ("etc/xapi.d/plugins", "var/run/sr-mount", "var/log/xen/guest", "images",
-              "boot/guest", "opt/xensource/packages/iso"):
+              "boot/guest", "opt/xensource/packages/iso", DOM0_SITE_PACKAGES):
         (dom0_root / d).mkdir(parents=True, exist_ok=True)
+    install_dom0_files(dom0_root, backend.config.plugin_dirs)
     for n in range(hc.cpus):
         store.create("host_cpu", {"host": ref, "number": n, "vendor": "GenuineIntel",
                                   "speed": 2600, "modelname": "Intel(R) Xeon(R) xapisim CPU",

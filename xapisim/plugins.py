@@ -38,7 +38,8 @@ def run_plugin(dom0_root: Path, session: str, name: str, fn: str, args: dict[str
     request = wire.call(fn, [session, {str(k): str(v) for k, v in args.items()}]).decode()
     env = dict(os.environ)
     plugins_dir = str(dom0_root / "etc/xapi.d/plugins")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins_dir, env.get("PYTHONPATH", "")) if p)
+    site = str(dom0_root / "usr/lib/python3/site-packages")  # where XenAPIPlugin lives in dom0
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins_dir, site, env.get("PYTHONPATH", "")) if p)
     env["XAPISIM_DOM0_ROOT"] = str(dom0_root)
     bin_dir = dom0_root / "usr/sbin"
     env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),

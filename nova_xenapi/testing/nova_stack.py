@@ -22,6 +22,7 @@ import XenAPI
 from nova.tests.functional import integrated_helpers
 
 from nova_xenapi import conf as _xenserver_opts  # noqa: F401 - registers [xenserver]
+from nova_xenapi.dom0 import PLUGIN_DIR
 from xapisim import SimConfig, Simulator, host_configs
 
 PASSWORD = "functional-pw"
@@ -58,8 +59,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     def setUp(self) -> None:
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
+        # the plugins are in place as xenapi-bootstrap leaves them
         config = SimConfig(password=PASSWORD, hosts=host_configs(1, self.HOST_MEMORY_MIB, 8),
-                           auth_failure_delay=0.0)
+                           auth_failure_delay=0.0, plugin_dirs=[str(PLUGIN_DIR)])
         self.sim = Simulator(config, self.state_dir).start()
         self.addCleanup(self.sim.stop)
         prepare_host(self.sim.url)

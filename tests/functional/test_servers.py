@@ -104,6 +104,13 @@ class ServerLifecycleTest(base.XenAPIFunctionalBase):
         self._delete_server(server)
         self.assertHostClean()
 
+    def test_console_output_comes_from_the_dom0_plugin(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        out = self.api.post_server_action(server["id"], {"os-getConsoleOutput": {"length": 5}})
+        self.assertIn(f"{server['OS-EXT-SRV-ATTR:instance_name']} login:", out["output"])
+        self._delete_server(server)
+        self.assertHostClean()
+
     def test_guest_shutdown_reaches_nova_as_a_lifecycle_event(self):
         server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
         ref = self.api_x.VM.get_by_name_label(server["OS-EXT-SRV-ATTR:instance_name"])[0]

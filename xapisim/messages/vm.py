@@ -127,6 +127,17 @@ def _device_name(userdevice: str) -> str:
     return f"xvd{DEVICE_NAMES[n]}" if 0 <= n < len(DEVICE_NAMES) else userdevice
 
 
+def _write_console_log(backend, host: str, domid: int, rec: dict) -> None:
+    """What the guest's serial console would show, where dom0 keeps it (/var/log/xen/guest)."""
+    try:
+        log = backend.dom0_root(host) / "var/log/xen/guest" / f"console.{domid}"
+        with open(log, "a") as f:
+            f.write(f"[    0.000000] xapisim: domain {domid} ({rec['name_label']}) started\n"
+                    f"{rec['name_label']} login: \n")
+    except (OSError, KeyError):
+        pass  # a host without a dom0 directory (should not happen) just has no console log
+
+
 def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
     """Make a VM resident on ``host`` with its devices attached."""
     store = call.store
@@ -136,8 +147,10 @@ def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
         v = store.get("VBD", vbd)
         if not v["empty"] and v["VDI"] != NULL_REF and not store.exists("VDI", v["VDI"]):
             raise XapiError("VDI_MISSING", NULL_REF, v["VDI"])
+    domid = backend.next_domid()
     store.set("VM", vm, power_state="Paused" if paused else "Running", resident_on=host,
-              scheduled_to_be_resident_on=NULL_REF, domid=backend.next_domid())
+              scheduled_to_be_resident_on=NULL_REF, domid=domid)
+    _write_console_log(backend, host, domid, rec)
     hvm = rec["HVM_boot_policy"] != ""
     if store.exists("VM_metrics", rec["metrics"]):
         store.set("VM_metrics", rec["metrics"], memory_actual=int(rec["memory_dynamic_max"]),

@@ -1,0 +1,6 @@
+"""The dom0 side of nova-xenapi: the XAPI plugins installed in /etc/xapi.d/plugins."""
+
+from pathlib import Path
+
+PLUGIN_DIR = Path(__file__).parent / "plugins"
+PLUGIN_API_VERSION = "3.0"  # must match plugins/dom0_pluginlib.py
