@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sr-size-gib", type=int, default=512)
     s.add_argument("--auth-failure-delay", type=float, default=5.0,
                    help="seconds a failed login waits (xapi: about 5)")
+    s.add_argument("--ssh-port", type=int,
+                   help="also serve SSH (root, the same password) into each simulated dom0")
+    s.add_argument("--plugins", type=Path, action="append", default=[],
+                   help="install the plugins in this directory into every dom0 (repeatable)")
     s.add_argument("-v", "--verbose", action="store_true")
     return ap
 
@@ -41,13 +45,16 @@ def serve(args: argparse.Namespace) -> int:
     config = SimConfig(password=args.password,
                        hosts=host_configs(args.hosts, args.memory_mib, args.cpus, args.address),
                        sr_type=args.sr_type, sr_size_gib=args.sr_size_gib,
-                       auth_failure_delay=args.auth_failure_delay)
+                       auth_failure_delay=args.auth_failure_delay,
+                       plugin_dirs=[str(p) for p in args.plugins])
     sim = Simulator(config, args.state_dir, port=args.port, tls=args.tls,
-                    certificate=args.certificate)
+                    certificate=args.certificate, ssh_port=args.ssh_port)
     sim.start()
     print(f"xapisim: pool of {args.hosts} host(s); master at {sim.url}", flush=True)
     for url in sim.host_urls:
         print(f"  host {url}", flush=True)
+    if sim.ssh_servers:
+        print(f"  ssh port {sim.ssh_port}, host key {sim.ssh_fingerprint}", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -127,10 +127,14 @@ def _host(backend: Backend, hc: HostConfig, index: int, network: str) -> str:
     })
     dom0_root = backend.state_dir / "hosts" / hc.address / "dom0"
     backend.hosts[ref] = HostRuntime(ref, hc, dom0_root)
-    for d in ("etc/xapi.d/plugins", "var/run/sr-mount", "var/log/xen/guest", "images",
+    for d in ("etc/xapi.d/plugins", "var/run/sr-mount", "var/log/xen/guest",
               "boot/guest", "opt/xensource/packages/iso", DOM0_SITE_PACKAGES):
         (dom0_root / d).mkdir(parents=True, exist_ok=True)
     install_dom0_files(dom0_root, backend.config.plugin_dirs)
+    (dom0_root / "etc/xensource-inventory").write_text(
+        f"INSTALLATION_UUID='{store.get('host', ref)['uuid']}'\n"
+        f"PRODUCT_VERSION='{SOFTWARE_VERSION.get('product_version', '8.4.0')}'\n"
+        "MANAGEMENT_INTERFACE='xenbr0'\n")
     for n in range(hc.cpus):
         store.create("host_cpu", {"host": ref, "number": n, "vendor": "GenuineIntel",
                                   "speed": 2600, "modelname": "Intel(R) Xeon(R) xapisim CPU",

@@ -41,8 +41,12 @@ class Simulator:
     """
 
     def __init__(self, config: SimConfig | None = None, state_dir: Path | str | None = None,
-                 port: int = 0, tls: bool = False, certificate: Path | None = None) -> None:
+                 port: int = 0, tls: bool = False, certificate: Path | None = None,
+                 ssh_port: int | None = None) -> None:
         self.config = config or SimConfig()
+        self.ssh_port = ssh_port  # None: no SSH; 0: any free port (the same on every host)
+        self.ssh_servers: list = []
+        self.ssh_fingerprint = ""
         self._tmp = None
         if state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="xapisim-")
@@ -138,9 +142,30 @@ class Simulator:
             self.servers.append(server)
             serve_in_thread(server)
         self.port = port
+        if self.ssh_port is not None:
+            self._start_ssh([rt.config.address for _, _, rt in hosts])
         self._gc_thread = threading.Thread(target=self._gc_loop, daemon=True, name="xapisim-gc")
         self._gc_thread.start()
         return self
+
+    def _start_ssh(self, addresses: list[str]) -> None:
+        from .ssh_front import SSHServer, fingerprint, load_host_key
+        key = load_host_key(self.state_dir / "ssh_host_rsa_key")
+        self.ssh_fingerprint = fingerprint(key)
+        port = self.ssh_port
+        for address in addresses:
+            server = SSHServer(address, port, key, self.config.password,
+                               lambda a=address: self._dom0_of(a))
+            port = server.port
+            self.ssh_servers.append(server)
+        self.ssh_port = port
+
+    def _dom0_of(self, address: str) -> Path:
+        found = self.host_at(address)
+        if found is None:
+            raise OSError(f"no host at {address}")
+        backend, ref = found
+        return backend.dom0_root(ref)
 
     def _gc_loop(self) -> None:
         while not self._stop.wait(30.0):
@@ -153,6 +178,9 @@ class Simulator:
             s.shutdown()
             s.server_close()
         self.servers.clear()
+        for ssh in self.ssh_servers:
+            ssh.close()
+        self.ssh_servers.clear()
         for b in self.backends:
             persistence.save(b)
         if self._tmp is not None:

@@ -1,0 +1,1 @@
+"""xenapi-bootstrap: prepare a XenServer or XCP-ng host for nova-xenapi."""
