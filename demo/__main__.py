@@ -1,7 +1,7 @@
 """The main job: a real Nova runs servers on a simulated XenServer pool.
 
-It starts ``xapisim``, prepares it as xenapi-bootstrap would (the OVS
-integration bridge network), starts Nova's API, conductor, scheduler,
+It starts ``xapisim``, prepares it with the real ``xenapi-bootstrap`` (over
+XAPI and SSH into the simulated dom0), starts Nova's API, conductor, scheduler,
 placement and a compute service whose driver is ``xenapi.XenAPIDriver``, and
 drives servers through the compute API: a concurrent boot, reboot, stop and
 start, pause, suspend and resume, rescue, snapshot and a boot from that
@@ -33,6 +33,7 @@ def say(line: str = "") -> None:
 
 class Demo(nova_stack.XenAPIFunctionalBase):
     SERVERS = 3
+    BOOTSTRAP = True  # the host is prepared by the real xenapi-bootstrap, over SSH
 
     def host_resources(self) -> str:
         x = self.api_x
@@ -72,6 +73,9 @@ class Demo(nova_stack.XenAPIFunctionalBase):
         say(f"xapisim pool at {sim.url} ({len(sim.host_urls)} host), "
             f"Nova {__import__('nova.version', fromlist=['x']).version_info.version_string()} "
             "with compute_driver = xenapi.XenAPIDriver")
+        say("xenapi-bootstrap (XAPI + SSH into the simulated dom0):")
+        for line in self.bootstrap_output.splitlines():
+            say(f"  {line}")
         say(f"host before: {self.host_resources()}")
         data = nova_stack.image_data(3, 16 << 20)
         image = self.make_image(data)
@@ -106,6 +110,8 @@ class Demo(nova_stack.XenAPIFunctionalBase):
                 f"{len(rec['VBDs'])} disks {len(rec['VIFs'])} VIFs")
         say(f"  snapshot {snap} booted again with identical root-disk bytes: {same}")
         say(f"  VNC console URL from Nova: {console['remote_console']['url'][:60]}...")
+        log = self.api.post_server_action(s["id"], {"os-getConsoleOutput": {"length": 1}})["output"]
+        say(f"  console log of {s['name']} (dom0 console plugin): {log.strip()!r}")
         say("")
         for srv in [*servers, again]:
             self.step(f"delete {srv['name']}", self._delete_server, srv)

@@ -167,6 +167,22 @@ def fix_himn(ctx: Context) -> None:
         ctx.session.call_xenapi("VIF.plug", vif)
 
 
+# --------------------------------------------------- integration bridge
+def _bridge_step(bridge: str) -> tuple[Callable, Callable]:
+    def check(ctx: Context) -> str | None:
+        for rec in ctx.session.call_xenapi("network.get_all_records").values():
+            if bridge in (rec["bridge"], rec["name_label"]):
+                return None
+        return f"no XAPI network for the integration bridge {bridge}"
+
+    def fix(ctx: Context) -> None:
+        ctx.session.call_xenapi("network.create", {
+            "name_label": bridge, "name_description": "OVS integration bridge for neutron",
+            "MTU": "1500", "other_config": {}, "tags": []})
+
+    return check, fix
+
+
 # ----------------------------------------------------------------- OVSDB
 def check_ovsdb(ctx: Context) -> str | None:
     status, out, err = ctx.dom0.run("ovs-vsctl --timeout=10 get-manager")
@@ -252,6 +268,7 @@ def write_section(path: Path, section: str, values: dict[str, str]) -> None:
 
 def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: str | None,
               neutron_values: dict[str, str]) -> list[Step]:
+    bridge_check, bridge_fix = _bridge_step(nova_values["ovs_integration_bridge"])
     nova_check, nova_fix = _config_step(nova_conf, "xenserver", nova_values)
     neutron_check, neutron_fix = _config_step(neutron_conf, "xenapi", neutron_values)
     return [
@@ -260,6 +277,7 @@ def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: 
         Step("images-link", check_images, fix_images),
         Step("guest-kernels-link", check_guest_kernels, fix_guest_kernels),
         Step("himn", check_himn, fix_himn),
+        Step("integration-bridge", bridge_check, bridge_fix),
         Step("ovsdb", check_ovsdb, fix_ovsdb),
         Step("nova-conf", nova_check, nova_fix),
         Step("neutron-conf", neutron_check, neutron_fix),

@@ -55,16 +55,22 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     microversion = "2.90"
     HOST_MEMORY_MIB = 32768
     CONNECTION_CONCURRENT = 5
+    #: run the real xenapi-bootstrap over SSH (slower); otherwise the host is prepared directly,
+    #: with the plugins in place and the integration bridge made, as bootstrap leaves them
+    BOOTSTRAP = False
 
     def setUp(self) -> None:
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
-        # the plugins are in place as xenapi-bootstrap leaves them
         config = SimConfig(password=PASSWORD, hosts=host_configs(1, self.HOST_MEMORY_MIB, 8),
-                           auth_failure_delay=0.0, plugin_dirs=[str(PLUGIN_DIR)])
-        self.sim = Simulator(config, self.state_dir).start()
+                           auth_failure_delay=0.0,
+                           plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])
+        self.sim = Simulator(config, self.state_dir, ssh_port=0 if self.BOOTSTRAP else None).start()
         self.addCleanup(self.sim.stop)
-        prepare_host(self.sim.url)
+        if self.BOOTSTRAP:
+            self.bootstrap_output = self._bootstrap()
+        else:
+            prepare_host(self.sim.url)
         self.flags(compute_driver="xenapi.XenAPIDriver")
         self.flags(api_paste_config=os.path.join(sys.prefix, "etc", "nova", "api-paste.ini"),
                    group="wsgi")
@@ -76,6 +82,23 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.xapi = XenAPI.Session(self.sim.url)
         self.xapi.xenapi.login_with_password("root", PASSWORD, "2.21", "functional-check")
         self.addCleanup(self.xapi.xenapi.session.logout)
+
+    def _bootstrap(self) -> str:
+        """xenapi-bootstrap, as an operator runs it (independent compute: no compute VM here)."""
+        from nova_xenapi.bootstrap import cli
+        pw = os.path.join(self.state_dir, "password")
+        with open(pw, "w") as f:
+            f.write(PASSWORD)
+        out = io.StringIO()
+        args = cli.build_parser().parse_args([
+            "--url", self.sim.url, "--password-file", pw, "--ssh-port", str(self.sim.ssh_port),
+            "--host-key-fingerprint", self.sim.ssh_fingerprint,
+            "--integration-bridge", INTEGRATION_BRIDGE,
+            "--nova-conf", os.path.join(self.state_dir, "nova.conf")])
+        code = cli.run(args, out)
+        if code != 0:
+            raise RuntimeError("xenapi-bootstrap failed:\n" + out.getvalue())
+        return out.getvalue()
 
     # ----------------------------------------------------------- Glance
     def _keep_uploaded_bytes(self) -> None:
