@@ -110,7 +110,7 @@ class Demo(nova_stack.XenAPIFunctionalBase):
                 f"{len(rec['VBDs'])} disks {len(rec['VIFs'])} VIFs")
         say(f"  snapshot {snap} booted again with identical root-disk bytes: {same}")
         say(f"  VNC console URL from Nova: {console['remote_console']['url'][:60]}...")
-        log = self.api.post_server_action(s["id"], {"os-getConsoleOutput": {"length": 1}})["output"]
+        log = self.api.post_server_action(s["id"], {"os-getConsoleOutput": {"length": 2}})["output"]
         say(f"  console log of {s['name']} (dom0 console plugin): {log.strip()!r}")
         say("")
         for srv in [*servers, again]:
