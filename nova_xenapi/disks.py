@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -117,27 +118,49 @@ def _new_task(session: XenAPISession, label: str) -> str:
     return session.call_xenapi("task.create", label, "nova-xenapi")
 
 
-@contextlib.contextmanager
-def importer(session: XenAPISession, vdi: str, fmt: str, length: int,
-             timeout: float) -> Iterator[_BodyWriter]:
-    """Stream ``length`` bytes into ``vdi`` through XAPI's ``PUT /import_raw_vdi``.
+class _FrameWriter:
+    """xapi's ``chunked`` raw framing: (offset u64 LE, length u32 LE, bytes)..., then 0/0."""
 
-    XAPI reads a body of known length (it does not take HTTP chunked
-    transfer encoding).  Yields a writer; when the block ends the import
-    task is waited for, so a disk that did not fit or a format that does not
-    parse raises here, with XAPI's error.
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.written = 0
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        self._conn.send(struct.pack("<QI", offset, len(data)) + data)
+        self.written += len(data)
+
+    def close(self) -> None:
+        self._conn.send(struct.pack("<QI", 0, 0))
+
+
+@contextlib.contextmanager
+def importer(session: XenAPISession, vdi: str, fmt: str, length: int | None,
+             timeout: float) -> Iterator[Any]:
+    """Stream bytes into ``vdi`` through XAPI's ``PUT /import_raw_vdi``.
+
+    With a ``length`` the body is that many bytes (XAPI does not take HTTP
+    chunked transfer encoding) and the writer has ``write(data)``; with
+    ``length=None`` (raw only) the body uses xapi's own ``chunked`` framing
+    and the writer has ``write_at(offset, data)``, so holes are never sent.
+    When the block ends the import task is waited for, so a disk that did
+    not fit or a format that does not parse raises here, with XAPI's error.
     """
     task = _new_task(session, "nova-xenapi import")
+    query = {"vdi": vdi, "format": fmt, "task_id": task}
+    if length is None:
+        query["chunked"] = "true"
     try:
         try:
-            with session.http_request("PUT", "/import_raw_vdi",
-                                      {"vdi": vdi, "format": fmt, "task_id": task}) as (conn, target):
+            with session.http_request("PUT", "/import_raw_vdi", query) as (conn, target):
                 conn.putrequest("PUT", target, skip_accept_encoding=True)
-                conn.putheader("Content-Length", str(length))
+                if length is not None:
+                    conn.putheader("Content-Length", str(length))
                 conn.endheaders()
-                writer = _BodyWriter(conn, length)
+                writer = _BodyWriter(conn, length) if length is not None else _FrameWriter(conn)
                 yield writer
-                if writer.written != length:
+                if length is None:
+                    writer.close()
+                elif writer.written != length:
                     raise XenAPIError(["VDI_IMPORT_FAILED",
                                        f"sent {writer.written} of {length} bytes"])
                 resp = conn.getresponse()
@@ -158,6 +181,37 @@ def importer(session: XenAPISession, vdi: str, fmt: str, length: int,
                 session.call_xenapi("task.cancel", task)
             with contextlib.suppress(Exception):
                 session.call_xenapi("task.destroy", task)
+
+
+def data_extents(path: str) -> Iterator[tuple[int, int]]:
+    """(offset, length) of the parts of a sparse file that hold data."""
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:  # no more data (ENXIO)
+                return
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            yield start, end - start
+            pos = end
+    finally:
+        os.close(fd)
+
+
+def import_sparse(session: XenAPISession, vdi: str, path: str, timeout: float) -> int:
+    """Copy a local raw file into ``vdi``, sending only its data; return the bytes sent."""
+    with open(path, "rb") as f, importer(session, vdi, "raw", None, timeout) as writer:
+        for start, length in data_extents(path):
+            f.seek(start)
+            done = 0
+            while done < length:
+                chunk = f.read(min(CHUNK, length - done))
+                writer.write_at(start + done, chunk)
+                done += len(chunk)
+    return writer.written
 
 
 def import_file(session: XenAPISession, vdi: str, path: str, fmt: str, timeout: float) -> int:

@@ -18,7 +18,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import disks, images, vm
+from nova_xenapi import blank_disks, disks, images, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -97,21 +97,25 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
                 instance_id=instance.uuid,
                 reason="auto_disk_config needs the dom0 partition plugin to grow the root "
                 "partition, which this release does not ship yet")
+        os_type = props.get("os_type") or instance.os_type or host.default_os_type
         disk_list = [(disks.ROOT, root, True, False)]
         if flavor.swap:
-            disk_list.append((disks.SWAP, add_vdi(host, rb, sr, instance, "swap",
-                                                   int(flavor.swap) * units.Mi), False, False))
+            size = int(flavor.swap) * units.Mi
+            swap = add_vdi(host, rb, sr, instance, "swap", size)
+            blank_disks.fill_swap(session, swap, size)
+            disk_list.append((disks.SWAP, swap, False, False))
         if flavor.ephemeral_gb:
-            disk_list.append((disks.EPHEMERAL, add_vdi(host, rb, sr, instance, "ephemeral",
-                                                        int(flavor.ephemeral_gb) * units.Gi),
-                              False, False))
+            size = int(flavor.ephemeral_gb) * units.Gi
+            ephemeral = add_vdi(host, rb, sr, instance, "ephemeral", size)
+            blank_disks.fill_ephemeral(session, ephemeral, size, os_type)
+            disk_list.append((disks.EPHEMERAL, ephemeral, False, False))
         if configdrive.required_by(instance):
             cd = _config_drive(host, rb, sr, instance, injected_files, admin_password, network_info)
             disk_list.append((disks.CONFIG_DRIVE, cd, False, True))
         record = vm.build_record(
             instance, instance.name, mode,
             secure_boot=props.get("os_secure_boot") == "required",
-            os_type=props.get("os_type") or instance.os_type or host.default_os_type,
+            os_type=os_type,
             host_ref=session.host_ref)
         vm_ref = vm.create(session, record)
         rb.add("VM", discard_vm, session, vm_ref)
