@@ -36,8 +36,10 @@ def _format_and_import(session: XenAPISession, vdi: str, size: int, make_fs) -> 
         disks.import_sparse(session, vdi, raw, TRANSFER_TIMEOUT)
 
 
-def fill_swap(session: XenAPISession, vdi: str, size: int) -> None:
-    _format_and_import(session, vdi, size, lambda path: nova.privsep.fs.unprivileged_mkfs("swap", path))
+def fill_swap(session: XenAPISession, vdi: str, size: int, os_type: str) -> None:
+    """Linux swap; a FAT filesystem for Windows guests, as the old driver made for their pagefile."""
+    fs = "vfat" if os_type == "windows" else "swap"
+    _format_and_import(session, vdi, size, lambda path: nova.privsep.fs.unprivileged_mkfs(fs, path))
 
 
 def fill_ephemeral(session: XenAPISession, vdi: str, size: int, os_type: str) -> None:

@@ -18,6 +18,7 @@ from nova_xenapi import host as host_ops
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 
 CONF = xconf.CONF
+HYPERVISOR_UUID = "/sys/hypervisor/uuid"  # a Xen guest's own VM uuid
 
 
 class XenAPIDriver(driver.ComputeDriver):
@@ -72,12 +73,20 @@ class XenAPIDriver(driver.ComputeDriver):
                 sr_filter=xs.sr_matching_filter,
                 default_os_type=xs.default_os_type,
                 running_timeout=xs.running_timeout,
+                independent_compute=xs.independent_compute,
             )
         return self._host
 
     def init_host(self, host: str) -> None:
         xs = CONF.xenserver
-        if xs.check_host and not xs.independent_compute:
+        if xs.independent_compute:
+            # as the old driver did: what needs the compute VM inside the host is refused
+            for option, value in (("[xenserver] check_host", xs.check_host),
+                                  ("[DEFAULT] flat_injected", CONF.flat_injected)):
+                if value:
+                    raise exception.NotSupportedWithOption(
+                        operation=f"{option} = True", option="[xenserver] independent_compute")
+        elif xs.check_host:
             self._check_runs_on_host()
         self.host.handler.check_sr(self.session, spawn.disks.find_sr(self.session, xs.sr_matching_filter))
         plugins.check_version(self.session)  # refuses a mismatched plugin set
@@ -86,7 +95,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def _check_runs_on_host(self) -> None:
         try:
-            with open("/sys/hypervisor/uuid") as f:
+            with open(HYPERVISOR_UUID) as f:
                 my_uuid = f.read().strip()
         except OSError:
             raise exception.NovaException(

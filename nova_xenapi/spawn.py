@@ -39,6 +39,7 @@ class Host:
     sr_filter: str
     default_os_type: str
     running_timeout: float
+    independent_compute: bool = False
 
 
 def discard_vm(session: XenAPISession, vm_ref: str) -> None:
@@ -92,6 +93,9 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     with Rollback() as rb:
         root = add_vdi(host, rb, sr, instance, "root", root_size)
         written = host.handler.download(context, session, image_meta, root)
+        if instance.auto_disk_config and host.independent_compute:
+            raise exception.NotSupportedWithOption(operation="auto_disk_config",
+                                                   option="[xenserver] independent_compute")
         if instance.auto_disk_config and root_size > written and image_meta.disk_format == "raw":
             raise exception.InstanceUnacceptable(
                 instance_id=instance.uuid,
@@ -102,7 +106,7 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
         if flavor.swap:
             size = int(flavor.swap) * units.Mi
             swap = add_vdi(host, rb, sr, instance, "swap", size)
-            blank_disks.fill_swap(session, swap, size)
+            blank_disks.fill_swap(session, swap, size, os_type)
             disk_list.append((disks.SWAP, swap, False, False))
         if flavor.ephemeral_gb:
             size = int(flavor.ephemeral_gb) * units.Gi

@@ -1,0 +1,35 @@
+"""The driver refuses configurations that cannot work, before it touches anything."""
+from __future__ import annotations
+
+import pytest
+from nova import exception
+
+from nova_xenapi import conf as xconf
+from nova_xenapi import driver as xdriver
+
+
+@pytest.fixture
+def conf():
+    c = xconf.CONF
+    c([], project="nova")
+    yield c
+    c.clear_override("independent_compute", "xenserver")
+    c.clear_override("check_host", "xenserver")
+    c.clear_override("flat_injected")
+
+
+@pytest.mark.parametrize("option,group", [("check_host", "xenserver"), ("flat_injected", None)])
+def test_independent_compute_refuses_what_needs_the_host(conf, option, group):
+    conf.set_override("independent_compute", True, "xenserver")
+    conf.set_override("check_host", False, "xenserver")
+    conf.set_override(option, True, group)
+    with pytest.raises(exception.NotSupportedWithOption, match="independent_compute"):
+        xdriver.XenAPIDriver(None).init_host("compute")
+
+
+def test_check_host_outside_a_xen_guest_says_what_to_do(conf, tmp_path, monkeypatch):
+    monkeypatch.setattr(xdriver, "HYPERVISOR_UUID", str(tmp_path / "no-such-file"))
+    conf.set_override("check_host", True, "xenserver")
+    conf.set_override("independent_compute", False, "xenserver")
+    with pytest.raises(exception.NovaException, match="independent_compute = True"):
+        xdriver.XenAPIDriver(None).init_host("compute")
