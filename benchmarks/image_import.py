@@ -8,8 +8,8 @@ of non-zero bytes, then:
 * vdi_remote_stream: the driver's handler streams the image from an image
   service (reading the file as Glance's client would) into a VDI through
   ``PUT /import_raw_vdi`` of an ``xapisim serve`` running in its own process,
-  and waits for the import task.  The SR is ``ext``, so xapisim converts to a
-  VHD file as a host would write one.
+  and waits for the import task.  The SR is ``ext``, so xapisim writes the
+  blocks of a VHD file as a host would.
 
 It prints MiB/s for both, their ratio, and the driver process's peak Python
 heap during the import (tracemalloc) and its peak RSS, to show memory stays

@@ -17,6 +17,7 @@ from .datamodel import NULL_REF
 from .disks import VHD_MAX_BYTES
 from .errors import HttpError, XapiError
 from .messages.vdi import new_vdi, sr_info, update_sr_usage
+from .vhd import VhdError
 
 LOG = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -98,8 +99,38 @@ def _answer(req, task: str, status: int, head_only: bool = False) -> None:
     req.wfile.flush()
 
 
-def _receive(req, call: Call, vdi: str, fmt: str, chunked: bool, length: int | None) -> None:
+def _body(req, call: Call, length: int):
+    """The request body in pieces of at most CHUNK bytes, reporting progress."""
+    left = length
+    while left > 0:
+        buf = req.rfile.read(min(CHUNK, left))
+        if not buf:
+            raise XapiError("VDI_IO_ERROR", "premature end of the image")
+        left -= len(buf)
+        call.progress(0.9 * (length - left) / length)
+        yield buf
+
+
+def _receive_raw(req, call: Call, disk, chunked: bool, length: int | None, size: int) -> None:
+    """Write raw bytes straight into the VDI's blocks (xapi writes only what it is sent)."""
     from .http_front import chunk_frames
+    with disk:
+        try:
+            if chunked:
+                for offset, data in chunk_frames(req.rfile):
+                    disk.write_at(offset, data)
+            else:
+                if length > size:
+                    raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
+                offset = 0
+                for buf in _body(req, call, length):
+                    disk.write_at(offset, buf)
+                    offset += len(buf)
+        except VhdError as e:
+            raise XapiError("VDI_IO_ERROR", str(e)) from None
+
+
+def _receive(req, call: Call, vdi: str, fmt: str, chunked: bool, length: int | None) -> None:
     store = call.store
     with store.lock:
         rec = store.get("VDI", vdi)
@@ -108,42 +139,18 @@ def _receive(req, call: Call, vdi: str, fmt: str, chunked: bool, length: int | N
         uuid = rec["uuid"]
     disks = call.backend.disks
     if fmt == "raw":
-        target, convert = disks.raw_writer_target(sr_uuid, sr_type, uuid)
-        if convert:
-            with open(target, "wb") as f:
-                f.truncate(size)
+        _receive_raw(req, call, disks.open_disk(sr_uuid, sr_type, uuid, writable=True), chunked,
+                     length, size)
     else:
-        target, convert = disks.temp_file("." + fmt), True
-    try:
-        with open(target, "r+b") as f:
-            if chunked:
-                for offset, data in chunk_frames(req.rfile):
-                    if offset + len(data) > size:
-                        raise XapiError("VDI_IO_ERROR", "write beyond the end of the VDI")
-                    f.seek(offset)
-                    f.write(data)
-            else:
-                if fmt == "raw" and length > size:
-                    raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
-                left = length
-                while left > 0:
-                    buf = req.rfile.read(min(CHUNK, left))
-                    if not buf:
-                        raise XapiError("VDI_IO_ERROR", "premature end of the image")
+        target = disks.temp_file("." + fmt)
+        try:
+            with open(target, "r+b") as f:
+                for buf in _body(req, call, length):
                     f.write(buf)
-                    left -= len(buf)
-                    if length:
-                        call.progress(0.9 * (length - left) / length)
-                if fmt != "raw":
-                    f.truncate(length)
-        if convert:
+                f.truncate(length)
             disks.import_image(target, FORMATS[fmt], sr_uuid, sr_type, uuid, size)
-    finally:
-        if convert:
-            try:
-                os.unlink(target)
-            except FileNotFoundError:
-                pass
+        finally:
+            target.unlink(missing_ok=True)
     with store.lock:
         if store.exists("VDI", vdi):
             store.set("VDI", vdi, physical_utilisation=disks.physical_size(sr_uuid, sr_type, uuid, size))
@@ -167,6 +174,9 @@ def export_raw_vdi(req, session: str) -> None:
             sr_uuid, sr_type = sr_info(store, rec["SR"])
             if fmt == "vhd" and int(rec["virtual_size"]) > VHD_MAX_BYTES:
                 raise XapiError("VDI_TOO_LARGE", vdi, VHD_MAX_BYTES)
+        if fmt == "raw" and backend.disks.is_file_sr(sr_type):
+            return _send_blocks(req, call, task, rec, backend.disks.open_disk(sr_uuid, sr_type,
+                                                                              rec["uuid"]))
         path, temporary = backend.disks.export_file(sr_uuid, sr_type, rec["uuid"], fmt)
     except XapiError as e:
         LOG.info("export_raw_vdi failed: %s", e)
@@ -199,3 +209,25 @@ def _send_file(req, f) -> None:
         req.connection.sendfile(f)
     except ValueError:  # refused before sending anything
         shutil.copyfileobj(f, req.wfile, CHUNK)
+
+
+def _send_blocks(req, call: Call, task: str, rec: dict, disk) -> None:
+    """A VHD-backed VDI as raw bytes, read block by block (no temporary copy)."""
+    with disk:
+        req.send_response(200)
+        req.send_header("task-id", task)
+        req.send_header("Content-Type", CONTENT_TYPES["raw"])
+        req.send_header("Content-Length", str(disk.size))
+        req.send_header("Content-Disposition", f'attachment; filename="{rec["uuid"]}.raw"')
+        req.end_headers()
+        try:
+            sent = 0
+            for block in disk.blocks():
+                req.wfile.write(block)
+                sent += len(block)
+                call.progress(sent / max(1, disk.size))
+            req.wfile.flush()
+            tasks.finish(call, task, result="")
+        except OSError as e:
+            tasks.finish(call, task, error=XapiError("VDI_IO_ERROR", str(e)))
+            req.close_connection = True
