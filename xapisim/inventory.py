@@ -95,6 +95,9 @@ def install_dom0_files(dom0_root: Path, plugin_dirs: list[str]) -> None:
     """What a dom0 offers plugins (XenAPIPlugin), and the plugin sets the config names."""
     for f in DOM0_LIB.glob("*.py"):
         shutil.copy2(f, dom0_root / DOM0_SITE_PACKAGES / f.name)
+    (dom0_root / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    for f in (DOM0_LIB / "bin").iterdir():
+        shutil.copy2(f, dom0_root / "usr/sbin" / f.name)
     for d in plugin_dirs:
         for f in Path(d).iterdir():
             if f.is_file():

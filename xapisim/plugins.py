@@ -32,18 +32,24 @@ def plugin_path(dom0_root: Path, name: str) -> Path:
     return path
 
 
+def dom0_env(dom0_root: Path) -> dict[str, str]:
+    """The environment of a process "in" a simulated dom0: its tools first on PATH, its
+    Python libraries (XenAPIPlugin, ...) importable, and XAPISIM_DOM0_ROOT naming it."""
+    env = dict(os.environ)
+    plugins_dir = str(dom0_root / "etc/xapi.d/plugins")
+    site = str(dom0_root / "usr/lib/python3/site-packages")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins_dir, site, env.get("PYTHONPATH", "")) if p)
+    env["XAPISIM_DOM0_ROOT"] = str(dom0_root)
+    env["PATH"] = os.pathsep.join([str(dom0_root / "usr/sbin"), str(Path(sys.executable).parent),
+                                   env.get("PATH", "")])
+    return env
+
+
 def run_plugin(dom0_root: Path, session: str, name: str, fn: str, args: dict[str, str],
                env_extra: dict[str, str] | None = None) -> str:
     path = plugin_path(dom0_root, name)
     request = wire.call(fn, [session, {str(k): str(v) for k, v in args.items()}]).decode()
-    env = dict(os.environ)
-    plugins_dir = str(dom0_root / "etc/xapi.d/plugins")
-    site = str(dom0_root / "usr/lib/python3/site-packages")  # where XenAPIPlugin lives in dom0
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins_dir, site, env.get("PYTHONPATH", "")) if p)
-    env["XAPISIM_DOM0_ROOT"] = str(dom0_root)
-    bin_dir = dom0_root / "usr/sbin"
-    env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
-                                   env.get("PATH", "")])
+    env = dom0_env(dom0_root)
     env.update(env_extra or {})
     try:
         proc = subprocess.run([str(path), request], capture_output=True, env=env,

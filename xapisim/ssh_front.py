@@ -7,8 +7,8 @@ as if it were ``/`` (absolute symlinks are kept inside it).  ``exec`` runs a
 small set of dom0 commands against the simulated state; anything else exits
 127 (``command not found``), as a missing binary would.
 
-Commands: ``ovs-vsctl [--timeout=N] get-manager`` / ``set-manager TARGET...``
-/ ``del-manager`` (the OVSDB managers, kept in ``etc/openvswitch/managers``),
+Commands: the simulated dom0's own tools in ``usr/sbin`` (``ovs-vsctl``,
+``ovs-ofctl``, ``ip``: see ``dom0lib/dom0_net.py``), plus
 ``cat /etc/xensource-inventory`` and ``test -e PATH``.  paramiko is the
 maintained SSH implementation the field uses (Nova already depends on it).
 """
@@ -19,10 +19,13 @@ import os
 import shlex
 import socket
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
 import paramiko
+
+from .plugins import dom0_env
 
 LOG = logging.getLogger(__name__)
 
@@ -173,36 +176,24 @@ class _RootedSFTP(paramiko.SFTPServerInterface):
 
 
 def run_command(root: Path, command: str) -> tuple[int, str, str]:
-    """Run one of the dom0 commands the simulator knows; (status, stdout, stderr)."""
+    """Run a command "in" the simulated dom0: its own tools (usr/sbin), or a few builtins."""
     try:
         argv = shlex.split(command)
     except ValueError as e:
         return 2, "", f"sh: {e}\n"
     if not argv:
         return 0, "", ""
-    if argv[0] == "ovs-vsctl":
-        return _ovs_vsctl(root, [a for a in argv[1:] if not a.startswith("--timeout")])
+    tool = root / "usr/sbin" / argv[0]
+    if "/" not in argv[0] and tool.is_file():
+        proc = subprocess.run([str(tool), *argv[1:]], capture_output=True, env=dom0_env(root),
+                              cwd=root, timeout=120)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
     if argv[:2] == ["cat", "/etc/xensource-inventory"]:
         inv = root / "etc/xensource-inventory"
         return (0, inv.read_text(), "") if inv.exists() else (1, "", "cat: no such file\n")
     if argv[0] == "test" and len(argv) == 3 and argv[1] == "-e":
         return (0 if os.path.lexists(root / argv[2].lstrip("/")) else 1), "", ""
     return 127, "", f"sh: {argv[0]}: command not found\n"
-
-
-def _ovs_vsctl(root: Path, args: list[str]) -> tuple[int, str, str]:
-    store = root / "etc/openvswitch/managers"
-    managers = store.read_text().split() if store.exists() else []
-    if args == ["get-manager"]:
-        return 0, "".join(m + "\n" for m in managers), ""
-    if args and args[0] == "set-manager":
-        store.parent.mkdir(parents=True, exist_ok=True)
-        store.write_text(" ".join(args[1:]))
-        return 0, "", ""
-    if args == ["del-manager"]:
-        store.unlink(missing_ok=True)
-        return 0, "", ""
-    return 1, "", f"ovs-vsctl: unknown command '{' '.join(args)}' in xapisim\n"
 
 
 class SSHServer:

@@ -268,6 +268,8 @@ def write_section(path: Path, section: str, values: dict[str, str]) -> None:
 
 def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: str | None,
               neutron_values: dict[str, str]) -> list[Step]:
+    agent_check, agent_fix = _config_step(neutron_conf, "agent", {
+        "root_helper": f"xenapi-root-helper --config-file {neutron_conf}"})
     bridge_check, bridge_fix = _bridge_step(nova_values["ovs_integration_bridge"])
     nova_check, nova_fix = _config_step(nova_conf, "xenserver", nova_values)
     neutron_check, neutron_fix = _config_step(neutron_conf, "xenapi", neutron_values)
@@ -281,4 +283,5 @@ def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: 
         Step("ovsdb", check_ovsdb, fix_ovsdb),
         Step("nova-conf", nova_check, nova_fix),
         Step("neutron-conf", neutron_check, neutron_fix),
+        Step("neutron-root-helper", agent_check, agent_fix),
     ]
