@@ -13,12 +13,11 @@ from nova import exception
 from nova.virt import driver, hardware
 
 from nova_xenapi import conf as xconf
-from nova_xenapi import console, images, lifecycle, plugins, session, snapshot, spawn, vm
+from nova_xenapi import console, images, lifecycle, plugins, session, snapshot, spawn, this_vm, vm
 from nova_xenapi import host as host_ops
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 
 CONF = xconf.CONF
-HYPERVISOR_UUID = "/sys/hypervisor/uuid"  # a Xen guest's own VM uuid
 
 
 class XenAPIDriver(driver.ComputeDriver):
@@ -68,7 +67,7 @@ class XenAPIDriver(driver.ComputeDriver):
             xs = CONF.xenserver
             self._host = spawn.Host(
                 session=self.session,
-                handler=images.get_handler(xs.image_handler),
+                handler=images.get_handler(xs.image_handler, xs.independent_compute),
                 vifs=XenAPIOpenVswitchDriver(self.session, xs.ovs_integration_bridge),
                 sr_filter=xs.sr_matching_filter,
                 default_os_type=xs.default_os_type,
@@ -94,14 +93,12 @@ class XenAPIDriver(driver.ComputeDriver):
         self._watcher.start()
 
     def _check_runs_on_host(self) -> None:
-        try:
-            with open(HYPERVISOR_UUID) as f:
-                my_uuid = f.read().strip()
-        except OSError:
+        my_uuid = this_vm.own_uuid()
+        if my_uuid is None:
             raise exception.NovaException(
                 "[xenserver] check_host is set but this machine is not a Xen guest "
                 "(/sys/hypervisor/uuid is missing); set independent_compute = True to run "
-                "outside the host, or check_host = False") from None
+                "outside the host, or check_host = False")
         me = self.session.call_xenapi("VM.get_by_uuid", my_uuid)
         if self.session.call_xenapi("VM.get_resident_on", me) != self.session.host_ref:
             raise exception.NovaException(

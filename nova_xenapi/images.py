@@ -2,29 +2,38 @@
 
 One interface, chosen by ``[xenserver] image_handler``.  ``vdi_remote_stream``
 streams through XAPI's own HTTP handlers (``/import_raw_vdi``,
-``/export_raw_vdi``) and works on every SR type.  ``direct_vhd`` and
-``vdi_local_dev`` need the dom0 plugins and the compute VM's local device
-path, which this release does not ship yet: choosing them fails at start-up
-with a message that says so, rather than at the first boot.
+``/export_raw_vdi``) and works on every SR type.  ``vdi_local_dev`` plugs the
+VDI into this compute VM and streams through the local block device (raw
+images straight, vhd/qcow2 through ``qemu-img convert``); snapshots are read
+from the device into a dynamic VHD and uploaded like vdi_remote_stream's.  ``direct_vhd`` needs dom0
+plugins that do not exist yet: choosing it fails at start-up with a message
+that says so, rather than at the first boot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import tempfile
+import time
 from typing import Any
 
 from nova import exception
 from nova.image import glance
+from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import disks
+from nova_xenapi import disks, this_vm
+from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
 
 LOG = logging.getLogger(__name__)
 
 # Glance disk formats that XAPI's /import_raw_vdi reads, with its format name.
 IMPORT_FORMATS = {"raw": "raw", "vhd": "vhd", "qcow2": "qcow2"}
+QEMU_FORMATS = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2"}  # qemu-img's names for them
 UPLOAD_FORMAT = "vhd"
 TRANSFER_TIMEOUT = 3600.0
 
@@ -102,13 +111,97 @@ class RemoteStreamHandler:
             self._glance.update(context, image_id, meta, data=stream, purge_props=False)
 
 
-def get_handler(name: str) -> RemoteStreamHandler:
+class LocalDevHandler:
+    """``vdi_local_dev``: the VDI is plugged into this compute VM and written as /dev/xvdX."""
+
+    name = "vdi_local_dev"
+    UNPLUG_RETRIES = 10
+
+    def __init__(self, image_api: Any = None) -> None:
+        self._glance = image_api or glance.API()
+
+    def check_sr(self, session: XenAPISession, sr: str) -> None:
+        """Any SR works: XAPI does the block I/O."""
+
+    @contextlib.contextmanager
+    def attached(self, session: XenAPISession, vdi: str, read_only: bool = False):
+        """The VDI plugged into this VM; yields the path of its block device."""
+        me = this_vm.own_uuid()
+        if me is None:
+            raise HandlerNotAvailable(name=self.name, reason="nova-compute does not run in a Xen "
+                                      "guest on this host (no /sys/hypervisor/uuid)")
+        vm = session.call_xenapi("VM.get_by_uuid", me)
+        devices = session.call_xenapi("VM.get_allowed_VBD_devices", vm)
+        if not devices:
+            raise exception.NovaException("this compute VM has no free disk slot for an image")
+        vbd = disks.create_vbd(session, vm, vdi, devices[0], read_only=read_only)
+        try:
+            session.call_xenapi("VBD.plug", vbd)
+            try:
+                yield this_vm.device_path(session.call_xenapi("VBD.get_device", vbd))
+            finally:
+                self._unplug(session, vbd)
+        finally:
+            session.call_xenapi("VBD.destroy", vbd)
+
+    def _unplug(self, session: XenAPISession, vbd: str) -> None:
+        for attempt in range(self.UNPLUG_RETRIES):
+            try:
+                session.call_xenapi("VBD.unplug", vbd)
+                return
+            except XenAPIError as exc:
+                if exc.code == "DEVICE_ALREADY_DETACHED":
+                    return
+                if exc.code != "DEVICE_DETACH_REJECTED" or attempt == self.UNPLUG_RETRIES - 1:
+                    raise
+                time.sleep(1)
+
+    def download(self, context: Any, session: XenAPISession, image_meta: Any, vdi: str) -> int:
+        fmt = image_meta.disk_format
+        if fmt not in IMPORT_FORMATS:
+            raise exception.ImageUnacceptable(image_id=image_meta.id, reason=f"disk_format {fmt}")
+        limit = disks.virtual_size(session, vdi)
+        with self.attached(session, vdi) as device:
+            if fmt == "raw":
+                with open(device, "r+b") as dev:
+                    checker = _SizeCheckingWriter(dev, "raw", limit, image_meta.id)
+                    self._glance.download(context, image_meta.id, data=checker)
+                    dev.flush()
+                    os.fsync(dev.fileno())
+                return checker.seen
+            with tempfile.NamedTemporaryFile(prefix="nova-xenapi-img-") as tmp:
+                checker = _SizeCheckingWriter(tmp, fmt, limit, image_meta.id)
+                self._glance.download(context, image_meta.id, data=checker)
+                tmp.flush()
+                processutils.execute("qemu-img", "convert", "-n", "-f", QEMU_FORMATS[fmt],
+                                     "-O", "raw", tmp.name, device)
+                return checker.seen
+
+    def upload(self, context: Any, session: XenAPISession, image_id: str, vdi: str,
+               metadata: dict) -> None:
+        meta = dict(metadata)
+        meta.update(disk_format=UPLOAD_FORMAT, container_format="bare")
+        with self.attached(session, vdi, read_only=True) as device, \
+                tempfile.NamedTemporaryFile(prefix="nova-xenapi-snap-", suffix=".vhd") as tmp:
+            # a dynamic VHD keeps only the blocks that hold data: a mostly empty disk stays small
+            processutils.execute("qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o",
+                                 "subformat=dynamic,force_size=on", device, tmp.name)
+            with open(tmp.name, "rb") as data:
+                self._glance.update(context, image_id, meta, data=data, purge_props=False)
+
+
+def get_handler(name: str, independent_compute: bool = False):
     if name == RemoteStreamHandler.name:
         return RemoteStreamHandler()
-    if name in ("direct_vhd", "vdi_local_dev"):
+    if name == LocalDevHandler.name:
+        if independent_compute:
+            raise exception.NotSupportedWithOption(operation="image_handler = vdi_local_dev",
+                                                   option="[xenserver] independent_compute")
+        return LocalDevHandler()
+    if name == "direct_vhd":
         raise HandlerNotAvailable(
-            name=name, reason="it needs the nova-xenapi dom0 plugins, which this release does not "
-            "ship yet; set [xenserver] image_handler = vdi_remote_stream")
+            name=name, reason="it needs nova-xenapi dom0 image plugins, which this release does not "
+            "ship yet; set [xenserver] image_handler = vdi_remote_stream or vdi_local_dev")
     raise HandlerNotAvailable(name=name, reason="unknown handler")
 
 

@@ -6,6 +6,7 @@ from nova import exception
 
 from nova_xenapi import conf as xconf
 from nova_xenapi import driver as xdriver
+from nova_xenapi import this_vm
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_independent_compute_refuses_what_needs_the_host(conf, option, group):
 
 
 def test_check_host_outside_a_xen_guest_says_what_to_do(conf, tmp_path, monkeypatch):
-    monkeypatch.setattr(xdriver, "HYPERVISOR_UUID", str(tmp_path / "no-such-file"))
+    monkeypatch.setattr(this_vm, "HYPERVISOR_UUID", str(tmp_path / "no-such-file"))
     conf.set_override("check_host", True, "xenserver")
     conf.set_override("independent_compute", False, "xenserver")
     with pytest.raises(exception.NovaException, match="independent_compute = True"):

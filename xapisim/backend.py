@@ -42,6 +42,9 @@ class SimConfig:
     boot_delay: float = 0.0  # seconds a VM start takes
     other_pools: list[list[HostConfig]] = field(default_factory=list)  # more pools, as standalone
     plugin_dirs: list[str] = field(default_factory=list)  # installed in every dom0's plugins dir
+    # where a running guest "sees" the disks hot-plugged into it: <dir>/<vm-uuid>/<device>
+    # (what lets a compute VM's image handler write to a VDI through a local block device)
+    device_dir: str | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import urllib.request
 
+import fixtures
 import XenAPI
 from nova.tests.functional import integrated_helpers
 
@@ -58,12 +59,14 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     #: run the real xenapi-bootstrap over SSH (slower); otherwise the host is prepared directly,
     #: with the plugins in place and the integration bridge made, as bootstrap leaves them
     BOOTSTRAP = False
+    IMAGE_HANDLER = "vdi_remote_stream"
 
     def setUp(self) -> None:
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
+        self.device_dir = os.path.join(self.state_dir, "guest-devices")
         config = SimConfig(password=PASSWORD, hosts=host_configs(1, self.HOST_MEMORY_MIB, 8),
-                           auth_failure_delay=0.0,
+                           auth_failure_delay=0.0, device_dir=self.device_dir,
                            plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])
         self.sim = Simulator(config, self.state_dir, ssh_port=0 if self.BOOTSTRAP else None).start()
         self.addCleanup(self.sim.stop)
@@ -75,13 +78,34 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.flags(api_paste_config=os.path.join(sys.prefix, "etc", "nova", "api-paste.ini"),
                    group="wsgi")
         self.flags(connection_url=self.sim.url, connection_password=PASSWORD, check_host=False,
-                   image_handler="vdi_remote_stream", ovs_integration_bridge=INTEGRATION_BRIDGE,
+                   image_handler=self.IMAGE_HANDLER, ovs_integration_bridge=INTEGRATION_BRIDGE,
                    connection_concurrent=self.CONNECTION_CONCURRENT, group="xenserver")
         super().setUp()
         self._keep_uploaded_bytes()
         self.xapi = XenAPI.Session(self.sim.url)
         self.xapi.xenapi.login_with_password("root", PASSWORD, "2.21", "functional-check")
         self.addCleanup(self.xapi.xenapi.session.logout)
+        self.compute_vm = self._make_compute_vm()
+
+    def _make_compute_vm(self) -> str:
+        """A running VM standing for the one nova-compute runs in, as on a real host."""
+        x = self.xapi.xenapi
+        template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
+        vm = x.VM.clone(template, "nova-compute")
+        for vbd in x.VM.get_VBDs(vm):
+            x.VBD.destroy(vbd)
+        x.VM.set_other_config(vm, {})
+        x.VM.set_is_a_template(vm, False)
+        x.VM.set_memory_limits(vm, *[str(1 << 30)] * 4)
+        x.VM.start(vm, False, False)
+        uuid = x.VM.get_uuid(vm)
+        path = os.path.join(self.state_dir, "hypervisor-uuid")
+        with open(path, "w") as f:
+            f.write(uuid + "\n")
+        self.useFixture(fixtures.MonkeyPatch("nova_xenapi.this_vm.HYPERVISOR_UUID", path))
+        self.useFixture(fixtures.MonkeyPatch("nova_xenapi.this_vm.DEVICE_DIR",
+                                             os.path.join(self.device_dir, uuid)))
+        return vm
 
     def _bootstrap(self) -> str:
         """xenapi-bootstrap, as an operator runs it (independent compute: no compute VM here)."""
@@ -132,12 +156,15 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
 
     def leftovers(self) -> dict[str, list[str]]:
         """Objects a Nova instance could have left on the host."""
-        vms = [r["name_label"] for r in self.api_x.VM.get_all_records().values()
-               if not r["is_a_template"] and not r["is_control_domain"]]
+        vms = [r["name_label"] for ref, r in self.api_x.VM.get_all_records().items()
+               if not r["is_a_template"] and not r["is_control_domain"] and ref != self.compute_vm]
+        vbds = [r["device"] for r in self.api_x.VBD.get_all_records().values()
+                if r["VM"] == self.compute_vm]
         vdis = [r["name_label"] for r in self.api_x.VDI.get_all_records().values()
                 if "nova_instance_uuid" in r["other_config"] or r["is_a_snapshot"]]
         tasks = [r["name_label"] for r in self.api_x.task.get_all_records().values()]
-        return {k: v for k, v in (("VM", vms), ("VDI", vdis), ("task", tasks)) if v}
+        return {k: v for k, v in (("VM", vms), ("VDI", vdis), ("task", tasks),
+                                  ("compute VM VBD", vbds)) if v}
 
     def assertHostClean(self) -> None:
         self.assertEqual({}, self.leftovers())

@@ -290,3 +290,45 @@ class ActionFailureTest(base.XenAPIFunctionalBase):
         self.assertEqual("true", rec["platform"]["secureboot"])
         self._delete_server(server)
         self.assertHostClean()
+
+
+class LocalDevHandlerTest(base.XenAPIFunctionalBase):
+    """image_handler = vdi_local_dev: images written through this compute VM's block device."""
+
+    IMAGE_HANDLER = "vdi_local_dev"
+
+    def test_boot_raw_and_qcow2_snapshot_and_boot_again(self):
+        data = base.image_data(13)
+        server = self._create_server(image_uuid=self.make_image(data), networks="none")
+        self.assertEqual(data, self.read_vdi(self.disk(server)[0]["VDI"], len(data)))
+        qcow = os.path.join(self.state_dir, "img.qcow2")
+        raw = os.path.join(self.state_dir, "img.raw")
+        with open(raw, "wb") as f:
+            f.write(data)
+        subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, qcow], check=True)
+        with open(qcow, "rb") as f:
+            from_qcow = self._create_server(image_uuid=self.make_image(f.read(), "qcow2"),
+                                            networks="none")
+        self.assertEqual(data, self.read_vdi(self.disk(from_qcow)[0]["VDI"], len(data)))
+        snap = self.api.post_server_action(server["id"], {"createImage": {"name": "s"}})["image_id"]
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self.assertEqual("vhd", self.glance.show(None, snap)["disk_format"])
+        again = self._create_server(image_uuid=snap, networks="none")
+        self.assertEqual(data, self.read_vdi(self.disk(again)[0]["VDI"], len(data)))
+        for s in (server, from_qcow, again):
+            self._delete_server(s)
+        self.assertHostClean()
+        self.assertEqual([], os.listdir(os.path.join(self.device_dir, self.xapi.xenapi.VM.get_uuid(
+            self.compute_vm))), "every device was unplugged")
+
+    def test_a_failed_download_unplugs_and_removes_everything(self):
+        flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1, ephemeral=0)
+        path = os.path.join(self.state_dir, "big.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "2G"], check=True)
+        with open(path, "rb") as f:
+            image = self.make_image(f.read(), disk_format="qcow2")
+        server = self._create_server(image_uuid=image, flavor_id=flavor, networks="none",
+                                     expected_state="ERROR")
+        self.assertIn("Flavor's disk is too small", self.api.get_server(server["id"])["fault"]["message"])
+        self.assertHostClean()  # includes: no VBD left on the compute VM
+        self._delete_server(server)

@@ -1,11 +1,13 @@
 """VBD.*: create with device rules, plug/unplug, insert/eject, destroy."""
 from __future__ import annotations
 
+from .. import guest_devices
 from ..call import Call
 from ..datamodel import NULL_REF, classes
 from ..errors import XapiError
 from ..generic import constructor_values
 from ..registry import api
+from .vdi import sr_info
 
 
 @api("VBD", "create")
@@ -82,11 +84,38 @@ def plug(call: Call, vbd: str) -> str:
                         and (o["mode"] == "RW" or rec["mode"] == "RW"):
                     raise XapiError("VDI_IN_USE", vdi, "plug")
         dev = rec["device"] or "xvd" + "abcdefghijklmnop"[int(rec["userdevice"]) % 16]
+        _expose(call, rec, dev)
         store.set("VBD", vbd, currently_attached=True, device=dev)
         call.backend.refresh("VBD", vbd)
         if rec["VDI"] != NULL_REF:
             call.backend.refresh("VDI", rec["VDI"])
     return ""
+
+
+def _device_file(call: Call, rec: dict, dev: str):
+    """(guest device file, VDI facts) when guests' hot-plugged disks are shown as files."""
+    device_dir = call.backend.config.device_dir
+    if not device_dir or rec["empty"] or rec["VDI"] == NULL_REF:
+        return None
+    store = call.store
+    vdi = store.get("VDI", rec["VDI"])
+    sr_uuid, sr_type = sr_info(store, vdi["SR"])
+    path = guest_devices.device_path(device_dir, store.get("VM", rec["VM"])["uuid"], dev)
+    return path, sr_uuid, sr_type, vdi["uuid"]
+
+
+def _expose(call: Call, rec: dict, dev: str) -> None:
+    found = _device_file(call, rec, dev)
+    if found:
+        path, sr_uuid, sr_type, vdi_uuid = found
+        guest_devices.expose(call.backend.disks, sr_uuid, sr_type, vdi_uuid, path)
+
+
+def _withdraw(call: Call, rec: dict) -> None:
+    found = _device_file(call, rec, rec["device"])
+    if found:
+        path, sr_uuid, sr_type, vdi_uuid = found
+        guest_devices.withdraw(call.backend.disks, sr_uuid, sr_type, vdi_uuid, path)
 
 
 def _unplug(call: Call, vbd: str, force: bool) -> str:
@@ -98,6 +127,7 @@ def _unplug(call: Call, vbd: str, force: bool) -> str:
             raise XapiError("DEVICE_ALREADY_DETACHED", vbd)
         if not force and not rec["unpluggable"]:
             raise XapiError("VBD_NOT_UNPLUGGABLE", vbd)
+        _withdraw(call, rec)
         store.set("VBD", vbd, currently_attached=False)
         call.backend.refresh("VBD", vbd)
         if rec["VDI"] != NULL_REF:

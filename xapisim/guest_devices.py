@@ -1,0 +1,67 @@
+"""Disks hot-plugged into a running guest, shown as files the way the guest sees /dev/xvdX.
+
+With ``SimConfig.device_dir`` set, ``VBD.plug`` on a running VM makes
+``<device_dir>/<vm-uuid>/<device>`` hold the VDI's bytes as a raw disk, and
+``VBD.unplug`` writes what the guest changed back into the VDI and removes
+the file.  A block-SR VDI is its raw file already (a link is enough); a
+file-SR VDI is a VHD, so its data is copied out to a sparse raw file and
+its changed regions written back block by block.  This is how a compute VM's
+``vdi_local_dev`` image handler is tested.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .vhd import DynamicVhd
+
+
+def device_path(device_dir: str, vm_uuid: str, device: str) -> Path:
+    return Path(device_dir) / vm_uuid / device
+
+
+def expose(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = disks.path(sr_uuid, sr_type, vdi_uuid)
+    if not disks.is_file_sr(sr_type):
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        path.symlink_to(source)
+        return
+    with DynamicVhd(str(source)) as vhd, open(path, "wb") as out:
+        out.truncate(vhd.size)
+        for index, entry in enumerate(vhd.bat):
+            if entry != 0xFFFFFFFF:
+                data = vhd.read_block(entry * 512)
+                start = index * vhd.block_size
+                os.pwrite(out.fileno(), data[:max(0, vhd.size - start)], start)
+
+
+def withdraw(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None:
+    if not path.exists() and not path.is_symlink():
+        return
+    if disks.is_file_sr(sr_type):
+        with DynamicVhd(str(disks.path(sr_uuid, sr_type, vdi_uuid)), writable=True) as vhd, \
+                open(path, "rb") as raw:
+            # blocks the guest wrote (data in the sparse file) and blocks that held data before
+            touched = {i for i, entry in enumerate(vhd.bat) if entry != 0xFFFFFFFF}
+            for start, length in _data_extents(raw.fileno(), vhd.size):
+                touched.update(range(start // vhd.block_size,
+                                     (start + length - 1) // vhd.block_size + 1))
+            for index in sorted(touched):
+                start = index * vhd.block_size
+                data = os.pread(raw.fileno(), min(vhd.block_size, vhd.size - start), start)
+                vhd.write_at(start, data.ljust(min(vhd.block_size, vhd.size - start), b"\0"))
+    path.unlink()
+
+
+def _data_extents(fd: int, size: int):
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end - start
+        pos = end
