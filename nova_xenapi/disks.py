@@ -48,7 +48,9 @@ def sr_type(session: XenAPISession, sr: str) -> str:
 
 
 def create_vdi(session: XenAPISession, sr: str, instance_uuid: str, role: str,
-               name_label: str, size: int, read_only: bool = False) -> str:
+               name_label: str, size: int, read_only: bool = False,
+               other_config: dict[str, str] | None = None) -> str:
+    """A new VDI tagged as ``instance_uuid``'s ``role`` disk (or with ``other_config`` instead)."""
     return session.call_xenapi("VDI.create", {
         "name_label": name_label,
         "name_description": role,
@@ -57,7 +59,8 @@ def create_vdi(session: XenAPISession, sr: str, instance_uuid: str, role: str,
         "type": "user",
         "sharable": False,
         "read_only": read_only,
-        "other_config": {"nova_instance_uuid": instance_uuid, "nova_disk_type": role},
+        "other_config": other_config if other_config is not None else
+        {"nova_instance_uuid": instance_uuid, "nova_disk_type": role},
         "xenstore_data": {},
         "sm_config": {},
         "tags": [],

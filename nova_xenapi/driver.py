@@ -11,13 +11,26 @@ from typing import Any
 
 from nova import exception
 from nova.virt import driver, hardware
+from oslo_log import log as logging
 
 from nova_xenapi import conf as xconf
-from nova_xenapi import console, images, lifecycle, plugins, session, snapshot, spawn, this_vm, vm
+from nova_xenapi import (
+    console,
+    image_cache,
+    images,
+    lifecycle,
+    plugins,
+    session,
+    snapshot,
+    spawn,
+    this_vm,
+    vm,
+)
 from nova_xenapi import host as host_ops
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 
 CONF = xconf.CONF
+LOG = logging.getLogger(__name__)
 
 
 class XenAPIDriver(driver.ComputeDriver):
@@ -25,7 +38,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     capabilities = dict(driver.ComputeDriver.capabilities)
     capabilities.update({
-        "has_imagecache": False,
+        "has_imagecache": True,  # base images cached in the SR ([xenserver] cache_images)
         "supports_evacuate": False,
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
@@ -73,6 +86,7 @@ class XenAPIDriver(driver.ComputeDriver):
                 default_os_type=xs.default_os_type,
                 running_timeout=xs.running_timeout,
                 independent_compute=xs.independent_compute,
+                cache_images=xs.cache_images,
             )
         return self._host
 
@@ -139,6 +153,15 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def host_maintenance_mode(self, host: str, mode: bool) -> str:
         return host_ops.maintenance_mode(self.session, mode)
+
+    def manage_image_cache(self, context: Any, all_instances: Any) -> None:
+        """Remove cached base images that no instance on this host uses any more."""
+        if not CONF.image_cache.remove_unused_base_images:
+            return
+        in_use = {i.image_ref for i in all_instances if i.image_ref}
+        removed = image_cache.remove_unused(self.session, in_use)
+        if removed:
+            LOG.info("Removed unused cached images %s", ", ".join(removed))
 
     def poll_rebooting_instances(self, timeout: int, instances: Any) -> None:
         """XAPI finishes reboots itself; nothing is left to poll."""

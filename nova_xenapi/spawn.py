@@ -18,7 +18,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import blank_disks, disks, images, vm
+from nova_xenapi import blank_disks, disks, image_cache, images, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -40,6 +40,7 @@ class Host:
     default_os_type: str
     running_timeout: float
     independent_compute: bool = False
+    cache_images: str = "none"
 
 
 def discard_vm(session: XenAPISession, vm_ref: str) -> None:
@@ -75,6 +76,23 @@ def _config_drive(host: Host, rb: Rollback, sr: str, instance: Any, injected_fil
     return vdi
 
 
+def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, image_meta: Any,
+               root_size: int) -> tuple[str, int]:
+    """The root VDI holding the image: a clone of the cached base image, or a fresh download."""
+    session = host.session
+    if image_cache.wanted(host.cache_images, image_meta):
+        base, written = image_cache.base_image(
+            session, sr, image_meta, root_size,
+            lambda vdi: host.handler.download(context, session, image_meta, vdi))
+        if disks.virtual_size(session, base) <= root_size:
+            root = image_cache.clone(session, base, instance.uuid, f"{instance.name} root", root_size)
+            rb.add("root disk", disks.destroy_vdi, session, root)
+            return root, written
+        LOG.info("The cached image %s is bigger than this flavor's disk; downloading it", image_meta.id)
+    root = add_vdi(host, rb, sr, instance, "root", root_size)
+    return root, host.handler.download(context, session, image_meta, root)
+
+
 def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_files: Any,
           admin_password: str | None, network_info: Any, power_on: bool = True) -> str:
     """Make and start the VM of ``instance``; return its ref."""
@@ -91,8 +109,7 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     host.handler.check_sr(session, sr)
     flavor = instance.flavor
     with Rollback() as rb:
-        root = add_vdi(host, rb, sr, instance, "root", root_size)
-        written = host.handler.download(context, session, image_meta, root)
+        root, written = _root_disk(host, rb, context, sr, instance, image_meta, root_size)
         if instance.auto_disk_config and host.independent_compute:
             raise exception.NotSupportedWithOption(operation="auto_disk_config",
                                                    option="[xenserver] independent_compute")

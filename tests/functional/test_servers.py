@@ -332,3 +332,53 @@ class LocalDevHandlerTest(base.XenAPIFunctionalBase):
         self.assertIn("Flavor's disk is too small", self.api.get_server(server["id"])["fault"]["message"])
         self.assertHostClean()  # includes: no VBD left on the compute VM
         self._delete_server(server)
+
+
+class ImageCacheTest(base.XenAPIFunctionalBase):
+    """cache_images: one download per image and SR, root disks cloned from it."""
+
+    def _downloads(self):
+        counted = {"n": 0}
+        real = self.glance.download
+
+        def download(*args, **kwargs):
+            counted["n"] += 1
+            return real(*args, **kwargs)
+
+        self.glance.download = download
+        return counted
+
+    def _cached(self):
+        return [r for r in self.api_x.VDI.get_all_records().values()
+                if "nova_image_cache" in r["other_config"]]
+
+    def test_one_download_many_clones_and_the_cache_manager_cleans_up(self):
+        data = base.image_data(17)
+        image = self.make_image(data)
+        downloads = self._downloads()
+        big = self._create_flavor(memory_mb=256, vcpu=1, disk=2, ephemeral=0)
+        first = self._create_server(image_uuid=image, networks="none")
+        second = self._create_server(image_uuid=image, flavor_id=big, networks="none")
+        self.assertEqual(1, downloads["n"])
+        self.assertEqual(1, len(self._cached()))
+        for server, gib in ((first, 1), (second, 2)):
+            vbd, vdi = self.disk(server)
+            self.assertEqual(gib * 1024 ** 3, int(vdi["virtual_size"]))
+            self.assertEqual(data, self.read_vdi(vbd["VDI"], len(data)))
+        self._delete_server(first)
+        self._delete_server(second)
+        self.assertHostClean()
+        self.assertEqual(1, len(self._cached()), "deleting servers keeps the cached image")
+        self.driver.manage_image_cache(None, [])
+        self.assertEqual([], self._cached())
+
+    def test_cache_images_none_downloads_every_time(self):
+        self.flags(cache_images="none", group="xenserver")
+        self.driver.host.cache_images = "none"
+        image = self.make_image(base.image_data(19))
+        downloads = self._downloads()
+        for _ in range(2):
+            self._delete_server(self._create_server(image_uuid=image, networks="none"))
+        self.assertEqual(2, downloads["n"])
+        self.assertEqual([], self._cached())
+        self.assertHostClean()

@@ -232,3 +232,16 @@ def resize(call: Call, vdi: str, size: int) -> str:
 @api("VDI", "resize_online")
 def resize_online(call: Call, vdi: str, size: int) -> str:
     return _resize(call, vdi, size, True)
+
+
+@api("VDI", "set_name_label")
+def set_name_label(call: Call, vdi: str, value: str) -> str:
+    """An explicit message in xapi (it also tells the SM backend); here the field changes."""
+    call.store.set("VDI", vdi, name_label=value)
+    return ""
+
+
+@api("VDI", "set_name_description")
+def set_name_description(call: Call, vdi: str, value: str) -> str:
+    call.store.set("VDI", vdi, name_description=value)
+    return ""
