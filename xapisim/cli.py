@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve SSH (root, the same password) into each simulated dom0")
     s.add_argument("--plugins", type=Path, action="append", default=[],
                    help="install the plugins in this directory into every dom0 (repeatable)")
+    s.add_argument("--guest-device-dir", type=Path,
+                   help="show disks hot-plugged into running VMs as DIR/<vm-uuid>/<device>")
     s.add_argument("-v", "--verbose", action="store_true")
     return ap
 
@@ -46,7 +48,8 @@ def serve(args: argparse.Namespace) -> int:
                        hosts=host_configs(args.hosts, args.memory_mib, args.cpus, args.address),
                        sr_type=args.sr_type, sr_size_gib=args.sr_size_gib,
                        auth_failure_delay=args.auth_failure_delay,
-                       plugin_dirs=[str(p) for p in args.plugins])
+                       plugin_dirs=[str(p) for p in args.plugins],
+                       device_dir=str(args.guest_device_dir) if args.guest_device_dir else None)
     sim = Simulator(config, args.state_dir, port=args.port, tls=args.tls,
                     certificate=args.certificate, ssh_port=args.ssh_port)
     sim.start()
