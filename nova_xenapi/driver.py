@@ -50,7 +50,7 @@ class XenAPIDriver(driver.ComputeDriver):
         "supports_image_type_raw": True,
         "supports_image_type_vhd": True,
         "supports_image_type_qcow2": True,
-        "supports_image_type_ami": False,
+        "supports_image_type_ami": True,
         "supports_image_type_aki": False,
         "supports_image_type_ari": False,
         "supports_image_type_iso": False,
@@ -87,6 +87,7 @@ class XenAPIDriver(driver.ComputeDriver):
                 running_timeout=xs.running_timeout,
                 independent_compute=xs.independent_compute,
                 cache_images=xs.cache_images,
+                max_kernel_size=xs.max_kernel_ramdisk_size,
             )
         return self._host
 

@@ -32,8 +32,9 @@ from nova_xenapi.session import XenAPISession
 LOG = logging.getLogger(__name__)
 
 # Glance disk formats that XAPI's /import_raw_vdi reads, with its format name.
-IMPORT_FORMATS = {"raw": "raw", "vhd": "vhd", "qcow2": "qcow2"}
-QEMU_FORMATS = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2"}  # qemu-img's names for them
+# an AMI machine image is a raw filesystem (its kernel and ramdisk are separate images)
+IMPORT_FORMATS = {"raw": "raw", "vhd": "vhd", "qcow2": "qcow2", "ami": "raw"}
+QEMU_FORMATS = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2", "ami": "raw"}  # qemu-img's names
 UPLOAD_FORMAT = "vhd"
 TRANSFER_TIMEOUT = 3600.0
 
@@ -97,7 +98,7 @@ class RemoteStreamHandler:
         if fmt == "raw" and image_meta.size > limit:
             raise exception.FlavorDiskSmallerThanImage(flavor_size=limit, image_size=image_meta.size)
         with disks.importer(session, vdi, fmt, int(image_meta.size), TRANSFER_TIMEOUT) as writer:
-            checker = _SizeCheckingWriter(writer, image_meta.disk_format, limit, image_meta.id)
+            checker = _SizeCheckingWriter(writer, fmt, limit, image_meta.id)
             self._glance.download(context, image_meta.id, data=checker)
         LOG.debug("Streamed %d bytes of image %s into the root disk", checker.seen, image_meta.id)
         return checker.seen
@@ -157,9 +158,10 @@ class LocalDevHandler:
                 time.sleep(1)
 
     def download(self, context: Any, session: XenAPISession, image_meta: Any, vdi: str) -> int:
-        fmt = image_meta.disk_format
-        if fmt not in IMPORT_FORMATS:
-            raise exception.ImageUnacceptable(image_id=image_meta.id, reason=f"disk_format {fmt}")
+        if image_meta.disk_format not in IMPORT_FORMATS:
+            raise exception.ImageUnacceptable(image_id=image_meta.id,
+                                              reason=f"disk_format {image_meta.disk_format}")
+        fmt = "raw" if QEMU_FORMATS[image_meta.disk_format] == "raw" else image_meta.disk_format
         limit = disks.virtual_size(session, vdi)
         with self.attached(session, vdi) as device:
             if fmt == "raw":
@@ -213,7 +215,8 @@ def root_disk_size(instance: Any, image_meta: Any) -> int:
     virtual = image_meta.obj_attr_is_set("virtual_size") and image_meta.virtual_size
     if virtual:
         return int(virtual)
-    if image_meta.disk_format == "raw" and image_meta.obj_attr_is_set("size") and image_meta.size:
+    if IMPORT_FORMATS.get(image_meta.disk_format) == "raw" and image_meta.obj_attr_is_set("size") \
+            and image_meta.size:
         return int(image_meta.size)
     raise exception.ImageUnacceptable(
         image_id=image_meta.id,
@@ -223,10 +226,9 @@ def root_disk_size(instance: Any, image_meta: Any) -> int:
 def check_bootable(image_meta: Any) -> None:
     """Refuse image kinds this release cannot boot, before anything is made."""
     fmt = image_meta.disk_format if image_meta.obj_attr_is_set("disk_format") else None
-    if fmt in ("ami", "aki", "ari"):
+    if fmt in ("aki", "ari"):
         raise exception.ImageUnacceptable(
-            image_id=image_meta.id,
-            reason="AMI images need the dom0 kernel plugin, which this release does not ship yet")
+            image_id=image_meta.id, reason="a kernel or ramdisk image cannot be booted on its own")
     if fmt not in IMPORT_FORMATS:
         raise exception.ImageUnacceptable(
             image_id=image_meta.id,

@@ -18,7 +18,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import blank_disks, disks, image_cache, images, vm
+from nova_xenapi import blank_disks, disks, image_cache, images, kernels, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -41,6 +41,7 @@ class Host:
     running_timeout: float
     independent_compute: bool = False
     cache_images: str = "none"
+    max_kernel_size: int = 16 * units.Mi
 
 
 def discard_vm(session: XenAPISession, vm_ref: str) -> None:
@@ -76,6 +77,20 @@ def _config_drive(host: Host, rb: Rollback, sr: str, instance: Any, injected_fil
     return vdi
 
 
+def _ami_boot(host: Host, rb: Rollback, context: Any, sr: str, instance: Any) -> dict:
+    """Direct kernel boot fields for an AMI: its kernel (and ramdisk) put in dom0's /boot/guest."""
+    session = host.session
+    found = {}
+    for role, image_id in (("kernel", instance.kernel_id), ("ramdisk", instance.ramdisk_id)):
+        if image_id:
+            path = kernels.fetch(context, session, sr, image_id, role, instance, host.max_kernel_size)
+            rb.add(role, kernels.remove, session, path if role == "kernel" else "",
+                   path if role == "ramdisk" else "")
+            found[role] = path
+    return {"PV_bootloader": "", "PV_kernel": found["kernel"], "PV_ramdisk": found.get("ramdisk", ""),
+            "PV_args": "root=/dev/xvda ro console=hvc0"}
+
+
 def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, image_meta: Any,
                root_size: int) -> tuple[str, int]:
     """The root VDI holding the image: a clone of the cached base image, or a fresh download."""
@@ -103,7 +118,11 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     if vm.lookup(session, instance.name):
         raise exception.InstanceExists(name=instance.name)
     props = image_props(image_meta)
-    mode = vm.boot_mode({**props, "vm_mode": instance.vm_mode})
+    ami = image_meta.disk_format == "ami"
+    if ami and not instance.kernel_id:
+        raise exception.ImageUnacceptable(image_id=image_meta.id,
+                                          reason="an AMI image needs a kernel_id property")
+    mode = "pv" if ami else vm.boot_mode({**props, "vm_mode": instance.vm_mode})
     root_size = images.root_disk_size(instance, image_meta)
     sr = disks.find_sr(session, host.sr_filter)
     host.handler.check_sr(session, sr)
@@ -138,6 +157,8 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
             secure_boot=props.get("os_secure_boot") == "required",
             os_type=os_type,
             host_ref=session.host_ref)
+        if ami:
+            record.update(_ami_boot(host, rb, context, sr, instance))
         vm_ref = vm.create(session, record)
         rb.add("VM", discard_vm, session, vm_ref)
         for userdevice, vdi, bootable, read_only in disk_list:
@@ -161,7 +182,9 @@ def destroy(host: Host, instance: Any, destroy_disks: bool = True) -> None:
             continue
         owned += [vdi for _, vdi in vm.disk_vdis(session, ref)
                   if vdi not in owned and disks.owned_by(session, vdi, instance.uuid)]
+        boot = session.get_record("VM", ref) or {}
         discard_vm(session, ref)
+        kernels.remove(session, boot.get("PV_kernel", ""), boot.get("PV_ramdisk", ""))
     if not destroy_disks:
         return
     for vdi in owned:

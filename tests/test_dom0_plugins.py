@@ -124,3 +124,25 @@ def test_the_driver_refuses_a_mismatched_plugin_set(tmp_path):
             else:
                 with pytest.raises(expect, match="version 2.0.*needs 3.0.*xenapi-bootstrap"):
                     plugins.check_version(session)
+
+
+@pytest.mark.parametrize("args,code", [
+    ({"dev": "../etc/passwd", "filename": "k", "length": "1", "max_size": "10"}, "INVALID_ARGUMENT"),
+    ({"dev": "xvdb", "filename": "../../etc/cron.d/x", "length": "1", "max_size": "10"},
+     "INVALID_ARGUMENT"),
+    ({"dev": "xvdb", "filename": ".hidden", "length": "1", "max_size": "10"}, "INVALID_ARGUMENT"),
+    ({"dev": "xvdb", "filename": "k", "length": "11", "max_size": "10"}, "KERNEL_TOO_LARGE"),
+    ({"dev": "xvdb", "filename": "k", "length": "-1", "max_size": "10"}, "INVALID_ARGUMENT"),
+])
+def test_kernel_copy_refuses_hostile_arguments(plugged, args, code):
+    sim, x = plugged
+    host = x.host.get_all()[0]
+    assert _failure(x.host.call_plugin, host, "kernel.py", "copy_vdi", args)[0] == code
+
+
+def test_kernel_removal_stays_in_boot_guest(plugged):
+    sim, x = plugged
+    host = x.host.get_all()[0]
+    for bad in ("/etc/passwd", "/boot/guest/../../etc/passwd", "/boot/guest/a/b"):
+        assert _failure(x.host.call_plugin, host, "kernel.py", "remove_kernel_ramdisk",
+                        {"kernel-file": bad})[0] == "INVALID_ARGUMENT"

@@ -138,8 +138,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         fixture.update = update
 
     def make_image(self, data: bytes, disk_format: str = "raw", **props) -> str:
+        container = disk_format if disk_format in ("ami", "aki", "ari") else "bare"
         meta = {"name": f"img-{disk_format}", "status": "active", "visibility": "public",
-                "container_format": "bare", "disk_format": disk_format, "size": len(data),
+                "container_format": container, "disk_format": disk_format, "size": len(data),
                 "min_ram": 0, "min_disk": 0, "properties": props}
         return self.glance.create(None, meta, data=io.BytesIO(data))["id"]
 

@@ -230,8 +230,9 @@ class HostResourcesTest(base.XenAPIFunctionalBase):
         self.assertEqual(int(x.SR.get_physical_size(sr)) >> 30, inv["DISK_GB"]["total"])
         traits = set(self._get_provider_traits(rp))
         self.assertLessEqual({"COMPUTE_IMAGE_TYPE_VHD", "COMPUTE_IMAGE_TYPE_RAW",
-                              "COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_SECURITY_UEFI_SECURE_BOOT"}, traits)
-        self.assertNotIn("COMPUTE_IMAGE_TYPE_AMI", traits)
+                              "COMPUTE_IMAGE_TYPE_QCOW2", "COMPUTE_IMAGE_TYPE_AMI",
+                              "COMPUTE_SECURITY_UEFI_SECURE_BOOT"}, traits)
+        self.assertNotIn("COMPUTE_IMAGE_TYPE_ISO", traits)
 
     def test_uptime_comes_from_the_host(self):
         hypervisor = self.admin_api.api_get("/os-hypervisors/detail").body["hypervisors"][0]
@@ -382,3 +383,37 @@ class ImageCacheTest(base.XenAPIFunctionalBase):
         self.assertEqual(2, downloads["n"])
         self.assertEqual([], self._cached())
         self.assertHostClean()
+
+
+class AmiTest(base.XenAPIFunctionalBase):
+    """An AMI boots PV from its kernel and ramdisk, copied into dom0's /boot/guest by the plugin."""
+
+    def test_ami_kernel_ramdisk_in_boot_guest_and_gone_after_delete(self):
+        kernel, ramdisk = base.image_data(3, 1 << 20), base.image_data(5, 300 * 1024)
+        kernel_id = self.make_image(kernel, "aki")
+        ramdisk_id = self.make_image(ramdisk, "ari")
+        image = self.make_image(base.image_data(7), "ami", kernel_id=kernel_id, ramdisk_id=ramdisk_id)
+        server = self._create_server(image_uuid=image, networks="none")
+        rec = self.vm_of(server)
+        self.assertEqual("", rec["PV_bootloader"])
+        dom0 = self.sim.backend.dom0_root(self.sim.backend.master_ref)
+        for field, data in (("PV_kernel", kernel), ("PV_ramdisk", ramdisk)):
+            self.assertTrue(rec[field].startswith("/boot/guest/"))
+            with open(os.path.join(dom0, rec[field].lstrip("/")), "rb") as f:
+                self.assertEqual(data, f.read())
+        self.assertEqual([], [v for v in self.api_x.VBD.get_all_records().values()
+                              if self.api_x.VM.get_is_control_domain(v["VM"])],
+                         "nothing left plugged into dom0")
+        self._delete_server(server)
+        self.assertEqual([], os.listdir(os.path.join(dom0, "boot/guest")))
+        self.assertHostClean()
+
+    def test_a_kernel_over_the_size_limit_is_refused_cleanly(self):
+        self.flags(max_kernel_ramdisk_size=1024, group="xenserver")
+        self.driver.host.max_kernel_size = 1024
+        kernel_id = self.make_image(base.image_data(3, 4096), "aki")
+        image = self.make_image(base.image_data(7), "ami", kernel_id=kernel_id)
+        server = self._create_server(image_uuid=image, networks="none", expected_state="ERROR")
+        self.assertIn("max_kernel_ramdisk_size", self.api.get_server(server["id"])["fault"]["message"])
+        self.assertHostClean()
+        self._delete_server(server)

@@ -93,14 +93,21 @@ def plug(call: Call, vbd: str) -> str:
 
 
 def _device_file(call: Call, rec: dict, dev: str):
-    """(guest device file, VDI facts) when guests' hot-plugged disks are shown as files."""
-    device_dir = call.backend.config.device_dir
-    if not device_dir or rec["empty"] or rec["VDI"] == NULL_REF:
-        return None
+    """(device file, VDI facts): dom0's disks always, other guests' with SimConfig.device_dir."""
     store = call.store
+    if rec["empty"] or rec["VDI"] == NULL_REF:
+        return None
+    vm = store.get("VM", rec["VM"])
+    device_dir = call.backend.config.device_dir
+    if vm["is_control_domain"]:
+        # dom0's disks appear in its own /dev, where plugins look for them
+        path = call.backend.dom0_root(vm["resident_on"]) / "dev" / dev
+    elif device_dir:
+        path = guest_devices.device_path(device_dir, vm["uuid"], dev)
+    else:
+        return None
     vdi = store.get("VDI", rec["VDI"])
     sr_uuid, sr_type = sr_info(store, vdi["SR"])
-    path = guest_devices.device_path(device_dir, store.get("VM", rec["VM"])["uuid"], dev)
     return path, sr_uuid, sr_type, vdi["uuid"]
 
 
