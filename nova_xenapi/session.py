@@ -196,24 +196,32 @@ class XenAPISession:
             raise XenAPIError(["INTERNAL_ERROR", exc.faultString]) from None
 
     def call_xenapi(self, method: str, *args: Any) -> Any:
-        """Call ``Class.message`` with the session prepended; return its value."""
-        attempts = RETRIES if is_safe_to_repeat(method) else 1
+        """Call ``Class.message`` with the session prepended; return its value.
+
+        ``HOST_IS_SLAVE`` means the call did not run, so any call is sent again
+        to the new master (a few times at most); a lost connection is retried,
+        with backoff, only for calls that are safe to repeat.
+        """
+        retries = RETRIES if is_safe_to_repeat(method) else 1
+        redirects = 3
         delay = 0.5
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
             try:
                 with self._borrow() as sdk:
                     return self._call_on(sdk, method, *args)
             except XenAPIError as exc:
-                if exc.code != "HOST_IS_SLAVE":
+                if exc.code != "HOST_IS_SLAVE" or redirects == 0:
                     raise
-                self._follow_master(exc.details[1])  # the call did not run: send it again
+                redirects -= 1
+                self._follow_master(exc.details[1])
             except HostConnectionError:
-                if attempt == attempts:
+                attempt += 1
+                if attempt >= retries:
                     raise
                 LOG.warning("XAPI call %s lost its connection; retrying in %.1fs", method, delay)
                 time.sleep(delay)
                 delay *= 2
-        raise HostConnectionError(f"{method}: no answer from the pool master")
 
     def call_async(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Run ``Async.<method>`` and wait for its task; return the decoded result."""
