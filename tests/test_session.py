@@ -37,9 +37,10 @@ def test_master_moves_and_the_session_follows(sim):
     s = _session(sim.url)
     old, new = sim.backend.master_ref, s.call_xenapi("host.get_all")
     new = [h for h in new if h != old][0]
+    a_vm = s.call_xenapi("VM.get_all")[0]
     s.call_xenapi("pool.designate_new_master", new)
     # a call that is not safe to repeat is still sent again: HOST_IS_SLAVE means it did not run
-    s.call_xenapi("VM.set_name_description", s.call_xenapi("VM.get_all")[0], "moved")
+    s.call_xenapi("VM.set_name_description", a_vm, "moved")
     assert s.url == sim.host_urls[1]
     assert len(s.call_xenapi("VM.get_all")) > 0  # answered by the new master
 
