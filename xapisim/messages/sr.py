@@ -1,14 +1,60 @@
-"""SR.*: scan, supported types, space accounting refresh."""
+"""SR.*: scan, supported types, space accounting refresh.
+
+``SR.scan`` on a file SR does what the storage manager's scan does there:
+every ``<uuid>.vhd`` file in the SR directory without a VDI record gets one
+(its uuid and location from the file name, its virtual size from the VHD
+footer, ``managed``), and records whose file has gone are removed.  This is
+how VHDs put into the SR by hand or by a dom0 plugin become VDIs.
+"""
 from __future__ import annotations
+
+import re
 
 from ..call import Call
 from ..registry import api
-from .vdi import update_sr_usage
+from ..vhd import DynamicVhd, VhdError
+from .vdi import sr_info, update_sr_usage
+
+_VHD_NAME = re.compile(r"\A([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.vhd\Z")
+
+
+def _scan_files(call: Call, sr: str) -> None:
+    store = call.store
+    disks = call.backend.disks
+    sr_uuid, sr_type = sr_info(store, sr)
+    if not disks.is_file_sr(sr_type):
+        return
+    on_disk = {}
+    for f in disks.sr_dir(sr_uuid).iterdir():
+        m = _VHD_NAME.match(f.name)
+        if m:
+            on_disk[m.group(1)] = f
+    known = {store.get("VDI", v)["uuid"]: v for v in store.get("SR", sr)["VDIs"]}
+    for uuid, path in on_disk.items():
+        if uuid in known:
+            continue
+        try:
+            with DynamicVhd(str(path)) as vhd:
+                size = vhd.size
+        except VhdError:
+            continue  # not a VHD xapisim can read: the real SM would log and skip it too
+        ref = store.create("VDI", {"name_label": "", "SR": sr, "virtual_size": size, "type": "user",
+                                   "managed": True, "location": uuid, "other_config": {},
+                                   "sm_config": {}, "xenstore_data": {}})
+        store.change_uuid("VDI", ref, uuid)
+        store.set("VDI", ref, physical_utilisation=disks.physical_size(sr_uuid, sr_type, uuid, size))
+        call.backend.refresh("VDI", ref)
+    for uuid, ref in known.items():
+        rec = store.get("VDI", ref)
+        if uuid not in on_disk and not rec["VBDs"] and rec["managed"]:
+            store.destroy("VDI", ref)
 
 
 @api("SR", "scan")
 def scan(call: Call, sr: str) -> str:
-    call.store.get("SR", sr)
+    with call.store.lock:
+        call.store.get("SR", sr)
+        _scan_files(call, sr)
     update_sr_usage(call, sr)
     return ""
 
