@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 
@@ -42,6 +40,9 @@ from nova import objects  # noqa: E402
 
 from nova_xenapi import disks, images, this_vm  # noqa: E402
 from nova_xenapi.session import XenAPISession  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from loopback import free_port, make_image, plain_copy  # noqa: E402
 
 MIB = 1 << 20
 CHUNK = MIB
@@ -60,34 +61,7 @@ class FileImages:
                 data.write(chunk)
 
 
-def make_image(path: str, size: int) -> None:
-    block = bytes((i * 7 + 1) % 251 + 1 for i in range(CHUNK))
-    with open(path, "wb") as f:
-        for _ in range(size // CHUNK):
-            f.write(block)
 
-
-def plain_copy(path: str) -> float:
-    """Seconds to push the file through a loopback socket into a discarding reader."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-
-    def sink():
-        conn, _ = server.accept()
-        while conn.recv(CHUNK):
-            pass
-        conn.close()
-
-    t = threading.Thread(target=sink)
-    t.start()
-    start = time.perf_counter()
-    with socket.create_connection(server.getsockname()) as c, open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            c.sendall(chunk)
-    t.join()
-    server.close()
-    return time.perf_counter() - start
 
 
 def start_sim(state: str, port: int, devices: str) -> subprocess.Popen:
@@ -101,11 +75,6 @@ def start_sim(state: str, port: int, devices: str) -> subprocess.Popen:
         raise RuntimeError(f"xapisim did not start: {line!r}")
     return proc
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def compute_vm(session: XenAPISession, tmp: str, devices: str) -> None:

@@ -19,14 +19,15 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import XenAPI
+
+sys.path.insert(0, os.path.dirname(__file__))
+from loopback import free_port, make_image, plain_copy  # noqa: E402
 
 MIB = 1 << 20
 CHUNK = MIB
@@ -34,45 +35,8 @@ PASSWORD = "bench"
 REPEATS = 3
 
 
-def make_image(path: str, size: int) -> str:
-    block = bytes((i * 13 + 5) % 251 + 1 for i in range(CHUNK))
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        for _ in range(size // CHUNK):
-            f.write(block)
-            digest.update(block)
-    return digest.hexdigest()
 
 
-def plain_copy(path: str, dest: str) -> float:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-
-    def sink():
-        conn, _ = server.accept()
-        with open(dest, "wb") as out:
-            while data := conn.recv(CHUNK):
-                out.write(data)
-        conn.close()
-
-    t = threading.Thread(target=sink)
-    t.start()
-    start = time.perf_counter()
-    with socket.create_connection(server.getsockname()) as c, open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            c.sendall(chunk)
-    t.join()
-    server.close()
-    took = time.perf_counter() - start
-    os.unlink(dest)
-    return took
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peak_rss_mib(pid: int) -> float:

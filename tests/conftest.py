@@ -121,3 +121,13 @@ def diskless_vm(x, name: str, mem: int = 256 << 20) -> str:
     x.VM.set_is_a_template(vm, False)
     x.VM.set_memory_limits(vm, str(mem), str(mem), str(mem), str(mem))
     return vm
+
+
+@pytest.fixture
+def plugged(tmp_path):
+    """One host whose dom0 has nova-xenapi's plugins installed; yields (sim, session.xenapi)."""
+    from nova_xenapi.dom0 import PLUGIN_DIR
+    config = SimConfig(password=PASSWORD, hosts=host_configs(1, 8192, 4), auth_failure_delay=0.01,
+                       plugin_dirs=[str(PLUGIN_DIR)])
+    with Simulator(config, tmp_path / "plugged") as s:
+        yield s, login(s.url).xenapi

@@ -20,16 +20,6 @@ from xapisim.inventory import DOM0_LIB
 HOSTILE_DOM_IDS = ["../../etc/passwd", "1; rm -rf /", "0", "-1", "1e3", " 7", "7\n", "9" * 30, ""]
 
 
-@pytest.fixture
-def plugged(tmp_path):
-    config = SimConfig(password=PASSWORD, hosts=host_configs(1, 8192, 4), auth_failure_delay=0.01,
-                       plugin_dirs=[str(PLUGIN_DIR)])
-    with Simulator(config, tmp_path / "state") as sim:
-        s = XenAPI.Session(sim.url)
-        s.xenapi.login_with_password("root", PASSWORD, "2.21", "plugin-tests")
-        yield sim, s.xenapi
-
-
 def _failure(fn, *args) -> list[str]:
     with pytest.raises(XenAPI.Failure) as e:
         fn(*args)

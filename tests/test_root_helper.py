@@ -8,21 +8,15 @@ import pytest
 import XenAPI
 
 from nova_xenapi import root_helper
-from nova_xenapi.dom0 import PLUGIN_DIR
 from tests.conftest import PASSWORD
-from xapisim import SimConfig, Simulator, host_configs
 
 
 @pytest.fixture
-def dom0(tmp_path):
-    config = SimConfig(password=PASSWORD, hosts=host_configs(1, 8192, 4), auth_failure_delay=0.01,
-                       plugin_dirs=[str(PLUGIN_DIR)])
-    with Simulator(config, tmp_path / "state") as sim:
-        s = XenAPI.Session(sim.url)
-        s.xenapi.login_with_password("root", PASSWORD, "2.21", "netwrap-tests")
-        conf = tmp_path / "neutron.ini"
-        conf.write_text(f"[xenapi]\nconnection_url = {sim.url}\nconnection_password = {PASSWORD}\n")
-        yield sim, s.xenapi, str(conf)
+def dom0(plugged, tmp_path):
+    sim, x = plugged
+    conf = tmp_path / "neutron.ini"
+    conf.write_text(f"[xenapi]\nconnection_url = {sim.url}\nconnection_password = {PASSWORD}\n")
+    return sim, x, str(conf)
 
 
 def _netwrap(x, argv, stdin=""):

@@ -1,0 +1,57 @@
+"""What the benchmarks share: free ports, test images, and the plain loopback copy they compare against."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+
+CHUNK = 1 << 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_image(path: str, size: int, seed: int = 7) -> str:
+    """A raw image of non-zero bytes (so nothing is skipped as a hole); returns its SHA-256."""
+    block = bytes((i * seed + 1) % 251 + 1 for i in range(CHUNK))
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(size // CHUNK):
+            f.write(block)
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plain_copy(path: str, dest: str | None = None) -> float:
+    """Seconds to push the file through a loopback TCP connection to a reader that writes it
+    to ``dest`` (or throws it away)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def sink():
+        conn, _ = server.accept()
+        out = open(dest, "wb") if dest else None  # noqa: SIM115 - closed below
+        try:
+            while data := conn.recv(CHUNK):
+                if out:
+                    out.write(data)
+        finally:
+            if out:
+                out.close()
+            conn.close()
+
+    t = threading.Thread(target=sink)
+    t.start()
+    start = time.perf_counter()
+    with socket.create_connection(server.getsockname()) as c, open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            c.sendall(chunk)
+    t.join()
+    server.close()
+    return time.perf_counter() - start
