@@ -28,7 +28,7 @@ from nova import objects  # noqa: E402
 
 from nova_xenapi import conf as xconf  # noqa: E402
 from nova_xenapi import driver as xdriver  # noqa: E402
-from nova_xenapi import images, lifecycle, spawn  # noqa: E402
+from nova_xenapi import events, images, lifecycle, spawn  # noqa: E402
 from nova_xenapi.network import XenAPIOpenVswitchDriver  # noqa: E402
 from xapisim import SimConfig, Simulator, host_configs  # noqa: E402
 
@@ -158,10 +158,12 @@ def sync_benchmark(sim: Simulator, drv: xdriver.XenAPIDriver, count: int = 1000)
             "PV_ramdisk": "", "PV_legacy_args": "", "HVM_boot_policy": "BIOS order",
             "HVM_boot_params": {}})
     made = time.perf_counter() - t
+    pump = events.EventPump(x)
     watcher = lifecycle.LifecycleWatcher(x, lambda ev: None)
+    watcher.follow(pump)
     drv._watcher = watcher
     t = time.perf_counter()
-    watcher.start()
+    pump.start()
     watcher.ready.wait(120)
     learned = time.perf_counter() - t
     calls = x.calls
@@ -174,7 +176,7 @@ def sync_benchmark(sim: Simulator, drv: xdriver.XenAPIDriver, count: int = 1000)
     direct = [drv.get_info(inst, use_cache=False).state for inst in insts]
     from_xapi = time.perf_counter() - t
     xapi_calls = x.calls - calls
-    watcher.stop()
+    pump.stop()
     assert cached == direct
     print()
     print(f"power-state sync of {count} VMs (Nova's periodic get_info per instance); "

@@ -16,6 +16,7 @@ from oslo_log import log as logging
 from nova_xenapi import conf as xconf
 from nova_xenapi import (
     console,
+    events,
     image_cache,
     images,
     lifecycle,
@@ -66,6 +67,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._session: session.XenAPISession | None = None
         self._host: spawn.Host | None = None
         self._watcher: lifecycle.LifecycleWatcher | None = None
+        self._pump: events.EventPump | None = None
 
     # -------------------------------------------------------------- plumbing
     @property
@@ -104,8 +106,11 @@ class XenAPIDriver(driver.ComputeDriver):
             self._check_runs_on_host()
         self.host.handler.check_sr(self.session, spawn.disks.find_sr(self.session, xs.sr_matching_filter))
         plugins.check_version(self.session)  # refuses a mismatched plugin set
+        self._pump = events.EventPump(self.session)
         self._watcher = lifecycle.LifecycleWatcher(self.session, self.emit_event)
-        self._watcher.start()
+        self._watcher.follow(self._pump)
+        self.session.pump = self._pump  # task waits share this one event stream
+        self._pump.start()
 
     def _check_runs_on_host(self) -> None:
         my_uuid = this_vm.own_uuid()
@@ -120,8 +125,8 @@ class XenAPIDriver(driver.ComputeDriver):
                 "this compute VM does not run on the host named by [xenserver] connection_url")
 
     def cleanup_host(self, host: str) -> None:
-        if self._watcher:
-            self._watcher.stop()
+        if self._pump:
+            self._pump.stop()
         if self._session:
             self._session.close()
 

@@ -1,9 +1,9 @@
 """Power-state changes pushed to Nova as lifecycle events, from XAPI's event.from.
 
-One thread follows the ``VM`` class with ``event.from`` and turns changes of
-``power_state`` on VMs that carry ``other_config:nova_uuid`` into Nova
+The driver's event stream (``events.EventPump``) hands VM events here; changes
+of ``power_state`` on VMs that carry ``other_config:nova_uuid`` become Nova
 ``LifecycleEvent``s, so Nova learns of a guest that shut itself down without
-polling every VM.
+polling every VM, and the states answer Nova's power-state sync.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from typing import Any
 from nova.virt import event as virtevent
 from oslo_log import log as logging
 
-from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.session import XenAPISession
 
 LOG = logging.getLogger(__name__)
-
-WAIT = 10.0  # seconds one event.from may block
 
 _TRANSITIONS = {
     ("Paused", "Running"): virtevent.EVENT_LIFECYCLE_RESUMED,
@@ -41,41 +38,24 @@ def transition(old: str | None, new: str) -> int | None:
 
 
 class LifecycleWatcher:
-    """Follows VM power states and calls ``emit(LifecycleEvent)`` on changes."""
+    """Keeps VM power states from the event stream and calls ``emit(LifecycleEvent)`` on changes.
+
+    It is a listener of the driver's ``EventPump``; ``ready`` is the pump's
+    ``synced`` event (set once the first full batch is in).
+    """
 
     def __init__(self, session: XenAPISession, emit: Callable[[Any], None]) -> None:
         self._session = session
         self._emit = emit
-        self._stop = threading.Event()
         self._owner: dict[str, tuple[str, bool]] = {}  # VM ref -> (nova uuid, is a rescue VM)
         self._state: dict[tuple[str, bool], str] = {}  # (nova uuid, rescue?) -> power state
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.ready = threading.Event()  # set once the first full batch has been read
+        self.ready = threading.Event()
         self.events_sent = 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="xenapi-lifecycle", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        token = ""
-        while not self._stop.is_set():
-            try:
-                batch = self._session.call_xenapi("event.from", ["VM"], token, WAIT)
-            except (XenAPIError, HostConnectionError) as exc:
-                LOG.warning("Lifecycle events paused: %s", exc)
-                token = ""
-                self._stop.wait(5)
-                continue
-            first = token == ""
-            token = batch["token"]
-            for ev in batch["events"]:
-                self.handle(ev, announce=not first)
-            self.ready.set()
+    def follow(self, pump: Any) -> None:
+        pump.add_listener(self.handle)
+        self.ready = pump.synced
 
     def cached_state(self, uuid: str) -> str | None:
         """The XAPI power state of ``uuid``'s VM (its rescue VM if rescued), or None if unknown."""

@@ -65,6 +65,7 @@ class XenAPISession:
         self._secrets: set[str] = set()
         self.peak_open = 0
         self.calls = 0
+        self.pump = None  # an events.EventPump, when one follows this session's pool
         first = self._checkout()
         try:
             self.host_ref = self._call_on(first, "session.get_this_host", first.handle)
@@ -229,7 +230,10 @@ class XenAPISession:
         return self.wait_for_task(task, timeout, what=method)
 
     def wait_for_task(self, task: str, timeout: float | None, what: str = "task") -> Any:
-        """Block on ``event.from`` until ``task`` ends; cancel it after ``timeout`` seconds."""
+        """Block until ``task`` ends (through the event pump if one runs, else its own
+        ``event.from`` loop); cancel it after ``timeout`` seconds."""
+        if self.pump is not None and self.pump.running:
+            return self._wait_with_pump(task, timeout, what)
         deadline = None if timeout is None else time.monotonic() + timeout
         token = ""
         try:
@@ -252,6 +256,22 @@ class XenAPISession:
                     with contextlib.suppress(XenAPIError, HostConnectionError):
                         self.call_xenapi("task.cancel", task)
                     raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
+        finally:
+            with contextlib.suppress(XenAPIError, HostConnectionError):
+                self.call_xenapi("task.destroy", task)
+
+    def _wait_with_pump(self, task: str, timeout: float | None, what: str) -> Any:
+        try:
+            snap = self.pump.wait(task, timeout)
+            if snap is None:
+                with contextlib.suppress(XenAPIError, HostConnectionError):
+                    self.call_xenapi("task.cancel", task)
+                raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
+            if snap["status"] == "gone":
+                raise XenAPIError(["HANDLE_INVALID", "task", task])
+            if snap["status"] == "success":
+                return _decode_task_result(snap["result"])
+            raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
         finally:
             with contextlib.suppress(XenAPIError, HostConnectionError):
                 self.call_xenapi("task.destroy", task)
