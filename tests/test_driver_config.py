@@ -61,3 +61,33 @@ def test_check_host_accepts_a_compute_vm_on_its_host_and_refuses_one_elsewhere(c
     finally:
         conf.clear_override("connection_url", "xenserver")
         conf.clear_override("connection_password", "xenserver")
+
+
+def test_maintenance_mode_evacuates_and_gives_the_host_back_if_it_cannot(conf, sim):
+    from tests.conftest import PASSWORD, diskless_vm, local_sr, login
+    x = login(sim.url).xenapi
+    master = x.pool.get_master(x.pool.get_all()[0])
+    member = [h for h in x.host.get_all() if h != master][0]
+    conf.set_override("connection_url", sim.url, "xenserver")
+    conf.set_override("connection_password", PASSWORD, "xenserver")
+    try:
+        drv = xdriver.XenAPIDriver(None)  # it manages the master
+        movable = diskless_vm(x, "movable")
+        x.VM.start_on(movable, master, False, False)
+        assert drv.host_maintenance_mode("compute", True) == "on_maintenance"
+        assert x.VM.get_resident_on(movable) == member and not x.host.get_enabled(master)
+        assert drv.host_maintenance_mode("compute", False) == "off_maintenance"
+        assert x.host.get_enabled(master)
+        pinned = diskless_vm(x, "pinned")
+        vdi = x.VDI.create({"name_label": "d", "SR": local_sr(x, master), "virtual_size": str(1 << 20),
+                            "type": "user", "sharable": False, "read_only": False, "other_config": {}})
+        x.VBD.create({"VM": pinned, "VDI": vdi, "userdevice": "0", "bootable": True, "mode": "RW",
+                      "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
+                      "qos_algorithm_params": {}})
+        x.VM.start_on(pinned, master, False, False)
+        with pytest.raises(Exception, match="CANNOT_EVACUATE_HOST"):
+            drv.host_maintenance_mode("compute", True)
+        assert x.host.get_enabled(master), "the host is enabled again when nothing could move"
+    finally:
+        conf.clear_override("connection_url", "xenserver")
+        conf.clear_override("connection_password", "xenserver")

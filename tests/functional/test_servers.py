@@ -418,3 +418,33 @@ class AmiTest(base.XenAPIFunctionalBase):
         self.assertIn("max_kernel_ramdisk_size", self.api.get_server(server["id"])["fault"]["message"])
         self.assertHostClean()
         self._delete_server(server)
+
+
+class InterfaceAndConsoleTest(base.XenAPIFunctionalBase):
+
+    def test_attach_and_detach_an_interface_on_a_running_server(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        self.api.attach_interface(server["id"], {"interfaceAttachment": {
+            "port_id": self.neutron.port_1["id"]}})
+        vifs = [self.api_x.VIF.get_record(v) for v in self.vm_of(server)["VIFs"]]
+        self.assertEqual([self.neutron.port_1["mac_address"]], [v["MAC"] for v in vifs])
+        self.assertTrue(vifs[0]["currently_attached"], "hot-plugged into the running VM")
+        self.api.detach_interface(server["id"], self.neutron.port_1["id"])
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self.assertEqual([], self.vm_of(server)["VIFs"])
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_vnc_console_points_at_the_hosts_console_handler(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        console = self.api.api_post(f"/servers/{server['id']}/remote-consoles", {
+            "remote_console": {"protocol": "vnc", "type": "novnc"}}).body["remote_console"]
+        self.assertIn("token%3D", console["url"])
+        info = self.driver.get_vnc_console(None, self._instance(server))
+        self.assertEqual("127.0.0.1", info.host)
+        self.assertTrue(info.internal_access_path.startswith("/console?"))
+        self._delete_server(server)
+
+    def _instance(self, server):
+        from nova import context, objects
+        return objects.Instance.get_by_uuid(context.get_admin_context(), server["id"])
