@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--password", default="password", help="password of user root")
     s.add_argument("--hosts", type=int, default=1, help="number of hosts in the pool")
+    s.add_argument("--standalone-hosts", type=int, default=0,
+                   help="more hosts, each a pool of its own (to try pool.join, cross-pool migration)")
     s.add_argument("--state-dir", type=Path, default=Path("xapisim-state"))
     s.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed cert made once)")
     s.add_argument("--certificate", type=Path, help="PEM with key and certificate to serve")
@@ -44,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = SimConfig(password=args.password,
-                       hosts=host_configs(args.hosts, args.memory_mib, args.cpus, args.address),
+    hosts = host_configs(args.hosts + args.standalone_hosts, args.memory_mib, args.cpus, args.address)
+    config = SimConfig(password=args.password, hosts=hosts[:args.hosts],
+                       other_pools=[[h] for h in hosts[args.hosts:]],
                        sr_type=args.sr_type, sr_size_gib=args.sr_size_gib,
                        auth_failure_delay=args.auth_failure_delay,
                        plugin_dirs=[str(p) for p in args.plugins],
@@ -54,6 +57,8 @@ def serve(args: argparse.Namespace) -> int:
                     certificate=args.certificate, ssh_port=args.ssh_port)
     sim.start()
     print(f"xapisim: pool of {args.hosts} host(s); master at {sim.url}", flush=True)
+    for i in range(1, len(sim.backends)):
+        print(f"  standalone pool master {sim.pool_url(i)}", flush=True)
     for url in sim.host_urls:
         print(f"  host {url}", flush=True)
     if sim.ssh_servers:
