@@ -134,12 +134,15 @@ class XenAPIDriver(driver.ComputeDriver):
     def _stats(self) -> host_ops.HostStats:
         return host_ops.stats(self.session, CONF.xenserver.sr_matching_filter)
 
+    def _nodename(self) -> str:
+        """The node is the XAPI host: its hostname names it (one call, not a full stats read)."""
+        return self.session.call_xenapi("host.get_hostname", self.session.host_ref)
+
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
-        return [self._stats().hostname]
+        return [self._nodename()]
 
     def get_nodenames_by_uuid(self, refresh: bool = False) -> dict[str, str]:
-        s = self._stats()
-        return {s.uuid: s.hostname}
+        return {self.session.host_uuid: self._nodename()}
 
     def get_available_resource(self, nodename: str) -> dict:
         return host_ops.available_resource(self._stats())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -143,6 +144,13 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                 "container_format": container, "disk_format": disk_format, "size": len(data),
                 "min_ram": 0, "min_disk": 0, "properties": props}
         return self.glance.create(None, meta, data=io.BytesIO(data))["id"]
+
+    def make_image_bigger_than(self, gib: int) -> str:
+        """A small qcow2 image whose virtual disk is ``gib`` + 1 GiB: only its header says so."""
+        path = os.path.join(self.state_dir, f"big-{gib}.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, f"{gib + 1}G"], check=True)
+        with open(path, "rb") as f:
+            return self.make_image(f.read(), disk_format="qcow2")
 
     # --------------------------------------------------------- the host
     @property

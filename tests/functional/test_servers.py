@@ -131,11 +131,7 @@ class ServerFailureTest(base.XenAPIFunctionalBase):
         # a small qcow2 file whose virtual disk (2 GiB) does not fit the flavor's 1 GiB:
         # only the driver can see that, from the image's header
         flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1, ephemeral=0)
-        path = os.path.join(self.state_dir, "big.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "2G"], check=True)
-        with open(path, "rb") as f:
-            image = self.make_image(f.read(), disk_format="qcow2")
-        server = self._create_server(image_uuid=image, flavor_id=flavor,
+        server = self._create_server(image_uuid=self.make_image_bigger_than(1), flavor_id=flavor,
                                      networks="none", expected_state="ERROR")
         fault = self.api.get_server(server["id"])["fault"]["message"]
         self.assertIn("Flavor's disk is too small for requested image", fault)
@@ -324,12 +320,8 @@ class LocalDevHandlerTest(base.XenAPIFunctionalBase):
 
     def test_a_failed_download_unplugs_and_removes_everything(self):
         flavor = self._create_flavor(memory_mb=256, vcpu=1, disk=1, ephemeral=0)
-        path = os.path.join(self.state_dir, "big.qcow2")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "2G"], check=True)
-        with open(path, "rb") as f:
-            image = self.make_image(f.read(), disk_format="qcow2")
-        server = self._create_server(image_uuid=image, flavor_id=flavor, networks="none",
-                                     expected_state="ERROR")
+        server = self._create_server(image_uuid=self.make_image_bigger_than(1), flavor_id=flavor,
+                                     networks="none", expected_state="ERROR")
         self.assertIn("Flavor's disk is too small", self.api.get_server(server["id"])["fault"]["message"])
         self.assertHostClean()  # includes: no VBD left on the compute VM
         self._delete_server(server)
