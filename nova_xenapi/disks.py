@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -81,6 +82,37 @@ def create_vbd(session: XenAPISession, vm: str, vdi: str, userdevice: str, *,
         "qos_algorithm_type": "",
         "qos_algorithm_params": {},
     })
+
+
+@contextlib.contextmanager
+def plugged(session: XenAPISession, vm: str, vdi: str, read_only: bool = False,
+            unplug_retries: int = 10) -> Iterator[str]:
+    """``vdi`` hot-plugged into the running ``vm`` (dom0 or this compute VM); yields the device.
+
+    The VBD is unplugged (retrying while the guest still holds the device)
+    and destroyed however the block ends.
+    """
+    device = session.call_xenapi("VM.get_allowed_VBD_devices", vm)
+    if not device:
+        raise XenAPIError(["VBD_NO_FREE_DEVICE", vm])
+    vbd = create_vbd(session, vm, vdi, device[0], read_only=read_only)
+    try:
+        session.call_xenapi("VBD.plug", vbd)
+        try:
+            yield session.call_xenapi("VBD.get_device", vbd)
+        finally:
+            for attempt in range(unplug_retries):
+                try:
+                    session.call_xenapi("VBD.unplug", vbd)
+                    break
+                except XenAPIError as exc:
+                    if exc.code == "DEVICE_ALREADY_DETACHED":
+                        break
+                    if exc.code != "DEVICE_DETACH_REJECTED" or attempt == unplug_retries - 1:
+                        raise
+                    time.sleep(1)
+    finally:
+        session.call_xenapi("VBD.destroy", vbd)
 
 
 def destroy_vdi(session: XenAPISession, vdi: str) -> None:

@@ -82,7 +82,8 @@ class XenAPIDriver(driver.ComputeDriver):
             xs = CONF.xenserver
             self._host = spawn.Host(
                 session=self.session,
-                handler=images.get_handler(xs.image_handler, xs.independent_compute),
+                handler=images.get_handler(xs.image_handler, xs.independent_compute,
+                                           xs.num_vbd_unplug_retries),
                 vifs=XenAPIOpenVswitchDriver(self.session, xs.ovs_integration_bridge),
                 sr_filter=xs.sr_matching_filter,
                 default_os_type=xs.default_os_type,
@@ -90,6 +91,7 @@ class XenAPIDriver(driver.ComputeDriver):
                 independent_compute=xs.independent_compute,
                 cache_images=xs.cache_images,
                 max_kernel_size=xs.max_kernel_ramdisk_size,
+                unplug_retries=xs.num_vbd_unplug_retries,
             )
         return self._host
 

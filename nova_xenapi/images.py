@@ -16,7 +16,6 @@ import contextlib
 import os
 import struct
 import tempfile
-import time
 from typing import Any
 
 from nova import exception
@@ -26,7 +25,6 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from nova_xenapi import disks, this_vm
-from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
 
 LOG = logging.getLogger(__name__)
@@ -116,10 +114,10 @@ class LocalDevHandler:
     """``vdi_local_dev``: the VDI is plugged into this compute VM and written as /dev/xvdX."""
 
     name = "vdi_local_dev"
-    UNPLUG_RETRIES = 10
 
-    def __init__(self, image_api: Any = None) -> None:
+    def __init__(self, image_api: Any = None, unplug_retries: int = 10) -> None:
         self._glance = image_api or glance.API()
+        self._unplug_retries = unplug_retries  # [xenserver] num_vbd_unplug_retries
 
     def check_sr(self, session: XenAPISession, sr: str) -> None:
         """Any SR works: XAPI does the block I/O."""
@@ -132,30 +130,8 @@ class LocalDevHandler:
             raise HandlerNotAvailable(name=self.name, reason="nova-compute does not run in a Xen "
                                       "guest on this host (no /sys/hypervisor/uuid)")
         vm = session.call_xenapi("VM.get_by_uuid", me)
-        devices = session.call_xenapi("VM.get_allowed_VBD_devices", vm)
-        if not devices:
-            raise exception.NovaException("this compute VM has no free disk slot for an image")
-        vbd = disks.create_vbd(session, vm, vdi, devices[0], read_only=read_only)
-        try:
-            session.call_xenapi("VBD.plug", vbd)
-            try:
-                yield this_vm.device_path(session.call_xenapi("VBD.get_device", vbd))
-            finally:
-                self._unplug(session, vbd)
-        finally:
-            session.call_xenapi("VBD.destroy", vbd)
-
-    def _unplug(self, session: XenAPISession, vbd: str) -> None:
-        for attempt in range(self.UNPLUG_RETRIES):
-            try:
-                session.call_xenapi("VBD.unplug", vbd)
-                return
-            except XenAPIError as exc:
-                if exc.code == "DEVICE_ALREADY_DETACHED":
-                    return
-                if exc.code != "DEVICE_DETACH_REJECTED" or attempt == self.UNPLUG_RETRIES - 1:
-                    raise
-                time.sleep(1)
+        with disks.plugged(session, vm, vdi, read_only, self._unplug_retries) as device:
+            yield this_vm.device_path(device)
 
     def download(self, context: Any, session: XenAPISession, image_meta: Any, vdi: str) -> int:
         if image_meta.disk_format not in IMPORT_FORMATS:
@@ -192,14 +168,14 @@ class LocalDevHandler:
                 self._glance.update(context, image_id, meta, data=data, purge_props=False)
 
 
-def get_handler(name: str, independent_compute: bool = False):
+def get_handler(name: str, independent_compute: bool = False, unplug_retries: int = 10):
     if name == RemoteStreamHandler.name:
         return RemoteStreamHandler()
     if name == LocalDevHandler.name:
         if independent_compute:
             raise exception.NotSupportedWithOption(operation="image_handler = vdi_local_dev",
                                                    option="[xenserver] independent_compute")
-        return LocalDevHandler()
+        return LocalDevHandler(unplug_retries=unplug_retries)
     if name == "direct_vhd":
         raise HandlerNotAvailable(
             name=name, reason="it needs nova-xenapi dom0 image plugins, which this release does not "

@@ -8,7 +8,6 @@ the VDI is then removed.  The files go when the instance is destroyed.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from nova import exception
@@ -26,24 +25,8 @@ KERNEL_DIR = "/boot/guest"
 TRANSFER_TIMEOUT = 600.0
 
 
-@contextlib.contextmanager
-def plugged_into_dom0(session: XenAPISession, vdi: str):
-    """The VDI plugged read-only into this host's dom0; yields its device name."""
-    dom0 = session.call_xenapi("host.get_control_domain", session.host_ref)
-    device = session.call_xenapi("VM.get_allowed_VBD_devices", dom0)[0]
-    vbd = disks.create_vbd(session, dom0, vdi, device, read_only=True)
-    try:
-        session.call_xenapi("VBD.plug", vbd)
-        try:
-            yield session.call_xenapi("VBD.get_device", vbd)
-        finally:
-            session.call_xenapi("VBD.unplug", vbd)
-    finally:
-        session.call_xenapi("VBD.destroy", vbd)
-
-
 def fetch(context: Any, session: XenAPISession, sr: str, image_id: str, role: str,
-          instance: Any, max_size: int, image_api: Any = None) -> str:
+          instance: Any, max_size: int, image_api: Any = None, unplug_retries: int = 10) -> str:
     """Put the image ``image_id`` in /boot/guest; return its dom0 path."""
     api = image_api or glance.API()
     meta = api.get(context, image_id)
@@ -60,7 +43,8 @@ def fetch(context: Any, session: XenAPISession, sr: str, image_id: str, role: st
     try:
         with disks.importer(session, vdi, "raw", size, TRANSFER_TIMEOUT) as writer:
             api.download(context, image_id, data=writer)
-        with plugged_into_dom0(session, vdi) as device:
+        dom0 = session.call_xenapi("host.get_control_domain", session.host_ref)
+        with disks.plugged(session, dom0, vdi, read_only=True, unplug_retries=unplug_retries) as device:
             return plugins.call(session, "kernel.py", "copy_vdi", {
                 "dev": device, "filename": f"{instance.uuid}-{role}", "length": str(size),
                 "max_size": str(max_size)})

@@ -42,6 +42,7 @@ class Host:
     independent_compute: bool = False
     cache_images: str = "none"
     max_kernel_size: int = 16 * units.Mi
+    unplug_retries: int = 10
 
 
 def discard_vm(session: XenAPISession, vm_ref: str) -> None:
@@ -83,7 +84,8 @@ def _ami_boot(host: Host, rb: Rollback, context: Any, sr: str, instance: Any) ->
     found = {}
     for role, image_id in (("kernel", instance.kernel_id), ("ramdisk", instance.ramdisk_id)):
         if image_id:
-            path = kernels.fetch(context, session, sr, image_id, role, instance, host.max_kernel_size)
+            path = kernels.fetch(context, session, sr, image_id, role, instance, host.max_kernel_size,
+                                 unplug_retries=host.unplug_retries)
             rb.add(role, kernels.remove, session, path if role == "kernel" else "",
                    path if role == "ramdisk" else "")
             found[role] = path
