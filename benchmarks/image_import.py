@@ -36,10 +36,12 @@ import tracemalloc
 
 os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
 
+import XenAPI  # noqa: E402
 from nova import objects  # noqa: E402
 
 from nova_xenapi import disks, images, this_vm  # noqa: E402
 from nova_xenapi.session import XenAPISession  # noqa: E402
+from nova_xenapi.testing.xapi_objects import diskless_vm  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from loopback import free_port, make_image, plain_copy  # noqa: E402
@@ -79,14 +81,11 @@ def start_sim(state: str, port: int, devices: str) -> subprocess.Popen:
 
 def compute_vm(session: XenAPISession, tmp: str, devices: str) -> None:
     """A running VM standing for the compute VM; this process takes it for its own."""
-    recs = session.call_xenapi("VM.get_all_records")
-    template = [r for r, v in recs.items() if v["is_a_template"]][0]
-    vm = session.call_xenapi("VM.clone", template, "nova-compute")
-    for vbd in session.call_xenapi("VM.get_VBDs", vm):
-        session.call_xenapi("VBD.destroy", vbd)
-    session.call_xenapi("VM.set_is_a_template", vm, False)
-    session.call_xenapi("VM.start", vm, False, False)
-    uuid = session.call_xenapi("VM.get_uuid", vm)
+    x = XenAPI.Session(session.url)
+    x.xenapi.login_with_password("root", PASSWORD, "2.21", "bench")
+    vm = diskless_vm(x.xenapi, "nova-compute")
+    x.xenapi.VM.start(vm, False, False)
+    uuid = x.xenapi.VM.get_uuid(vm)
     path = os.path.join(tmp, "hypervisor-uuid")
     with open(path, "w") as f:
         f.write(uuid)

@@ -7,6 +7,7 @@ import urllib.request
 import pytest
 import XenAPI
 
+from nova_xenapi.testing.xapi_objects import diskless_vm  # noqa: F401 - shared with the tests
 from xapisim import SimConfig, Simulator, host_configs
 
 PASSWORD = "secret-pw"
@@ -111,16 +112,6 @@ def local_sr(x, host: str) -> str:
             if v["type"] != "iso" and any(x.PBD.get_host(p) == host for p in v["PBDs"])][0]
 
 
-def diskless_vm(x, name: str, mem: int = 256 << 20) -> str:
-    """A plain halted VM cloned from the first template, without its template disks."""
-    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
-    vm = x.VM.clone(template, name)
-    for vbd in x.VM.get_VBDs(vm):
-        x.VBD.destroy(vbd)
-    x.VM.set_other_config(vm, {})
-    x.VM.set_is_a_template(vm, False)
-    x.VM.set_memory_limits(vm, str(mem), str(mem), str(mem), str(mem))
-    return vm
 
 
 @pytest.fixture

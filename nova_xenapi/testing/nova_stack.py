@@ -25,6 +25,7 @@ from nova.tests.functional import integrated_helpers
 
 from nova_xenapi import conf as _xenserver_opts  # noqa: F401 - registers [xenserver]
 from nova_xenapi.dom0 import PLUGIN_DIR
+from nova_xenapi.testing.xapi_objects import diskless_vm
 from xapisim import SimConfig, Simulator, host_configs
 
 PASSWORD = "functional-pw"
@@ -91,13 +92,7 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     def _make_compute_vm(self) -> str:
         """A running VM standing for the one nova-compute runs in, as on a real host."""
         x = self.xapi.xenapi
-        template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
-        vm = x.VM.clone(template, "nova-compute")
-        for vbd in x.VM.get_VBDs(vm):
-            x.VBD.destroy(vbd)
-        x.VM.set_other_config(vm, {})
-        x.VM.set_is_a_template(vm, False)
-        x.VM.set_memory_limits(vm, *[str(1 << 30)] * 4)
+        vm = diskless_vm(x, "nova-compute", 1 << 30)
         x.VM.start(vm, False, False)
         uuid = x.VM.get_uuid(vm)
         path = os.path.join(self.state_dir, "hypervisor-uuid")
