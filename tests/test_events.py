@@ -59,8 +59,13 @@ def test_failures_and_timeouts_through_the_pump(sim, pumped):
 
 def test_the_pump_starts_again_after_its_session_expires(sim, pumped):
     x = login(sim.url).xenapi
+    vm = diskless_vm(x, "after")
     sim.faults.add("event.from", "expire_sessions")
-    time.sleep(1.5)
-    vm = diskless_vm(login(sim.url).xenapi, "after")
+    x.VM.set_name_description(vm, "wakes the pump")  # ends its current wait: the next one expires
+    deadline = time.monotonic() + 10
+    while not sim.faults.fired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.faults.fired, "the pump did not call event.from again"
+    time.sleep(1.5)  # it pauses a second before it starts again
     pumped.call_async("VM.start", vm, False, False, timeout=30)
     assert x.VM.get_power_state(vm) == "Running"
