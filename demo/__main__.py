@@ -45,6 +45,10 @@ class Demo(nova_stack.XenAPIFunctionalBase):
                 f"{int(x.SR.get_physical_utilisation(sr)) >> 20} MiB of "
                 f"{int(x.SR.get_physical_size(sr)) >> 30} GiB")
 
+    def cached_images(self) -> int:
+        return sum("nova_image_cache" in r["other_config"]
+                   for r in self.api_x.VDI.get_all_records().values())
+
     def step(self, what: str, fn, *args):
         calls = self.driver.session.calls
         t = time.monotonic()
@@ -116,10 +120,14 @@ class Demo(nova_stack.XenAPIFunctionalBase):
         for srv in [*servers, again]:
             self.step(f"delete {srv['name']}", self._delete_server, srv)
         say("")
-        say(f"host after:  {self.host_resources()}")
         say(f"XAPI sessions the driver opened at most: {self.driver.session.peak_open} "
             f"(connection_concurrent = {self.CONNECTION_CONCURRENT})")
+        say(f"base images cached in the SR (cache_images = all): {self.cached_images()}; "
+            "the VM 'nova-compute' stands for the compute VM")
+        self.driver.manage_image_cache(None, [])
+        say(f"after Nova's image cache manager ran: {self.cached_images()}")
         left = self.leftovers()
+        say(f"host after:  {self.host_resources()}")
         say(f"left on the host: {left or 'nothing'}")
         self.assertTrue(same, "snapshot bytes differ")
         self.assertHostClean()
