@@ -44,10 +44,6 @@ def find_sr(session: XenAPISession, matching_filter: str) -> str:
         reason=f"no SR matches [xenserver] sr_matching_filter = {matching_filter!r}")
 
 
-def sr_type(session: XenAPISession, sr: str) -> str:
-    return session.call_xenapi("SR.get_type", sr)
-
-
 def create_vdi(session: XenAPISession, sr: str, instance_uuid: str, role: str,
                name_label: str, size: int, read_only: bool = False,
                other_config: dict[str, str] | None = None) -> str:
