@@ -8,11 +8,18 @@ are visible in each attached host's dom0 under
 visible as files in dom0.  Format conversion (raw, VHD, qcow2) is done by
 ``qemu-img``, the maintained tool for it.
 
-Simplification (noted): clone and snapshot make full sparse copies where a
-real VHD SR would make differencing children of a hidden parent.
+A VHD may be a differencing disk whose parent is another file of the SR
+(dom0 plugins put such chains there, see ``vhd.py``); ``qemu-img`` does not
+follow VHD parent links, so every conversion or copy out of another SR reads
+such a disk through ``flattened()`` first.
+
+Simplification (noted): clone and snapshot copy the VDI's own file (a
+differencing disk keeps sharing its parents) where a real VHD SR would make
+both the original and the copy differencing children of a new hidden parent.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -122,10 +129,36 @@ class DiskStore:
         """Copy the contents of one VDI into another (any SR types)."""
         sp = self.path(*src)
         dp = self.path(*dst)
-        if self.fmt(src[1]) == self.fmt(dst[1]) and not dp.exists():
+        same_sr = src[0] == dst[0]
+        if self.fmt(src[1]) == self.fmt(dst[1]) and not dp.exists() and \
+                (same_sr or not is_differencing(sp)):
+            # a differencing disk copied within its SR keeps pointing at the same parent
             subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(sp), str(dp)], check=True)
             return
         self._fill(sp, self.fmt(src[1]), dp, dst[1], size)
+
+    @contextlib.contextmanager
+    def flattened(self, path: Path):
+        """``path``, or for a differencing VHD a temporary dynamic VHD holding its whole chain."""
+        if not is_differencing(path):
+            yield path
+            return
+        tmp = self.temp_file(".vhd")
+        try:
+            with DynamicVhd(str(path)) as chain:
+                tmp.unlink()
+                self._create_at(tmp, "ext", chain.size)
+                with DynamicVhd(str(tmp), writable=True) as flat:
+                    for index in range(chain.block_count()):
+                        data = chain.block_data(index)
+                        if data is not None:
+                            start = index * chain.block_size
+                            flat.write_at(start, data[:chain.size - start])
+            yield tmp
+        except VhdError as e:
+            raise XapiError("VDI_IO_ERROR", str(e)) from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _fill(self, src: Path, src_fmt: str, dst: Path, sr_type: str, size: int) -> None:
         """Make ``dst`` a disk of ``size`` holding ``src``'s contents, allocating only data.
@@ -137,8 +170,9 @@ class DiskStore:
         tmp = dst.with_name(dst.name + ".new")
         self._create_at(tmp, sr_type, size)
         try:
-            run_qemu_img("convert", "-n", "--target-is-zero", "-f", src_fmt, "-O", self.fmt(sr_type),
-                         str(src), str(tmp))
+            with self.flattened(src) as flat:
+                run_qemu_img("convert", "-n", "--target-is-zero", "-f", src_fmt, "-O",
+                             self.fmt(sr_type), str(flat), str(tmp))
             os.replace(tmp, dst)
         finally:
             tmp.unlink(missing_ok=True)
@@ -183,11 +217,17 @@ class DiskStore:
         """A file holding the VDI in ``fmt``; True if it is a temporary to delete."""
         p = self.path(sr_uuid, sr_type, vdi_uuid)
         qfmt = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2"}[fmt]
-        if qfmt == self.fmt(sr_type):
+        if qfmt == self.fmt(sr_type) and not is_differencing(p):
             return p, False
         tmp = self.temp_file("." + fmt)
         opts = ["-o", "subformat=dynamic,force_size=on"] if qfmt == "vpc" else []
-        run_qemu_img("convert", "-f", self.fmt(sr_type), "-O", qfmt, *opts, str(p), str(tmp))
+        try:
+            with self.flattened(p) as flat:
+                run_qemu_img("convert", "-f", self.fmt(sr_type), "-O", qfmt, *opts, str(flat),
+                             str(tmp))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp, True
 
     def read_all(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> bytes:
@@ -209,6 +249,16 @@ class DiskStore:
             except VhdError as e:
                 raise XapiError("VDI_IO_ERROR", str(e)) from None
         return RawDisk(path, writable)
+
+
+def is_differencing(path: Path) -> bool:
+    """True for a differencing VHD (whose data is partly in its parents)."""
+    try:
+        with open(path, "rb") as f:
+            footer = f.read(64)
+    except OSError:
+        return False
+    return footer[:8] == b"conectix" and footer[60:64] == b"\0\0\0\x04"
 
 
 class RawDisk:

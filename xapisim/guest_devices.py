@@ -30,9 +30,9 @@ def expose(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None
         return
     with DynamicVhd(str(source)) as vhd, open(path, "wb") as out:
         out.truncate(vhd.size)
-        for index, entry in enumerate(vhd.bat):
-            if entry != 0xFFFFFFFF:
-                data = vhd.read_block(entry * 512)
+        for index in range(vhd.block_count()):
+            data = vhd.block_data(index)  # through the parents of a differencing disk
+            if data is not None:
                 start = index * vhd.block_size
                 os.pwrite(out.fileno(), data[:max(0, vhd.size - start)], start)
 
@@ -44,7 +44,7 @@ def withdraw(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> No
         with DynamicVhd(str(disks.path(sr_uuid, sr_type, vdi_uuid)), writable=True) as vhd, \
                 open(path, "rb") as raw:
             # blocks the guest wrote (data in the sparse file) and blocks that held data before
-            touched = {i for i, entry in enumerate(vhd.bat) if entry != 0xFFFFFFFF}
+            touched = {i for i in range(vhd.block_count()) if vhd.holds(i)}
             for start, length in _data_extents(raw.fileno(), vhd.size):
                 touched.update(range(start // vhd.block_size,
                                      (start + length - 1) // vhd.block_size + 1))

@@ -1,14 +1,24 @@
-"""SR.*: scan, supported types, space accounting refresh.
+"""SR.*: scan, supported types, space accounting refresh, and the VHD garbage collector.
 
 ``SR.scan`` on a file SR does what the storage manager's scan does there:
 every ``<uuid>.vhd`` file in the SR directory without a VDI record gets one
 (its uuid and location from the file name, its virtual size from the VHD
-footer, ``managed``), and records whose file has gone are removed.  This is
-how VHDs put into the SR by hand or by a dom0 plugin become VDIs.
+footer, ``sm_config:vhd-parent`` naming the parent of a differencing disk,
+``managed`` unless the VHD is hidden), and records whose file has gone are
+removed.  This is how VHDs put into the SR by hand or by a dom0 plugin become
+VDIs.  A file that is not a readable VHD, or whose parent is missing, is
+skipped (the real storage manager logs and skips it too).
+
+``collect_garbage`` removes hidden VHDs that no VHD of the SR uses as a
+parent any more, with their unmanaged records: what the storage manager's
+garbage collector does after the last child of a base copy is deleted
+(asynchronously on a real host; at once here).  Coalescing a single child
+into its parent is not simulated.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..call import Call
 from ..registry import api
@@ -35,19 +45,57 @@ def _scan_files(call: Call, sr: str) -> None:
             continue
         try:
             with DynamicVhd(str(path)) as vhd:
-                size = vhd.size
+                size, hidden = vhd.size, vhd.hidden
+                parent = Path(vhd.parent.path) if vhd.parent else None
         except VhdError:
             continue  # not a VHD xapisim can read: the real SM would log and skip it too
-        ref = store.create("VDI", {"name_label": "", "SR": sr, "virtual_size": size, "type": "user",
-                                   "managed": True, "location": uuid, "other_config": {},
-                                   "sm_config": {}, "xenstore_data": {}})
+        sm_config = {"vhd-parent": parent.stem} if parent else {}
+        ref = store.create("VDI", {"name_label": "base copy" if hidden else "", "SR": sr,
+                                   "virtual_size": size, "type": "user", "managed": not hidden,
+                                   "read_only": hidden, "location": uuid, "other_config": {},
+                                   "sm_config": sm_config, "xenstore_data": {}})
         store.change_uuid("VDI", ref, uuid)
         store.set("VDI", ref, physical_utilisation=disks.physical_size(sr_uuid, sr_type, uuid, size))
         call.backend.refresh("VDI", ref)
     for uuid, ref in known.items():
         rec = store.get("VDI", ref)
-        if uuid not in on_disk and not rec["VBDs"] and rec["managed"]:
+        if uuid not in on_disk and not rec["VBDs"]:
             store.destroy("VDI", ref)
+
+
+def collect_garbage(call: Call, sr: str) -> None:
+    """Delete hidden VHDs of a file SR that are no VHD's parent, with their records."""
+    store = call.store
+    disks = call.backend.disks
+    sr_uuid, sr_type = sr_info(store, sr)
+    if not disks.is_file_sr(sr_type):
+        return
+    while True:
+        parents, hidden = set(), {}
+        for f in disks.sr_dir(sr_uuid).iterdir():
+            if not _VHD_NAME.match(f.name):
+                continue
+            try:
+                with DynamicVhd(str(f)) as vhd:
+                    if vhd.parent:
+                        parents.add(Path(vhd.parent.path).name)
+                    if vhd.hidden:
+                        hidden[f.name] = f
+            except VhdError:
+                continue
+        removed = False
+        records = {store.get("VDI", v)["uuid"]: v for v in store.get("SR", sr)["VDIs"]}
+        for name, f in hidden.items():
+            ref = records.get(f.stem)
+            if name in parents or (ref is not None and (store.get("VDI", ref)["managed"]
+                                                        or store.get("VDI", ref)["VBDs"])):
+                continue
+            f.unlink()
+            removed = True
+            if ref is not None:
+                store.destroy("VDI", ref)
+        if not removed:
+            return
 
 
 @api("SR", "scan")
@@ -55,6 +103,7 @@ def scan(call: Call, sr: str) -> str:
     with call.store.lock:
         call.store.get("SR", sr)
         _scan_files(call, sr)
+        collect_garbage(call, sr)
     update_sr_usage(call, sr)
     return ""
 

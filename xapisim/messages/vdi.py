@@ -107,6 +107,9 @@ def destroy_vdi(call: Call, vdi: str) -> None:
             if store.exists("VDI", snap):
                 store.set("VDI", snap, snapshot_of=NULL_REF)
         store.destroy("VDI", vdi)
+        if rec["sm_config"].get("vhd-parent"):
+            from .sr import collect_garbage
+            collect_garbage(call, sr)
         update_sr_usage(call, sr)
 
 
@@ -160,6 +163,8 @@ def _copy_into(call: Call, src: str, sr: str, name: str, extra: dict, op: str) -
             raise
         with store.lock:
             new_rec = store.get("VDI", new)
+            if rec["sm_config"].get("vhd-parent") and src_sr == dst_sr:
+                store.set("VDI", new, sm_config={"vhd-parent": rec["sm_config"]["vhd-parent"]})
             store.set("VDI", new, physical_utilisation=call.backend.disks.physical_size(
                 *dst_sr, new_rec["uuid"], size))
             update_sr_usage(call, sr)
