@@ -122,3 +122,11 @@ def plugged(tmp_path):
                        plugin_dirs=[str(PLUGIN_DIR)])
     with Simulator(config, tmp_path / "plugged") as s:
         yield s, login(s.url).xenapi
+
+
+@pytest.fixture(scope="session")
+def glance_api(tmp_path_factory):
+    """A real Glance API process (file store, no Keystone) shared by the tests of one worker."""
+    from nova_xenapi.testing.glance_server import GlanceServer
+    with GlanceServer(tmp_path_factory.mktemp("glance")) as server:
+        yield server

@@ -308,7 +308,11 @@ def create_child(path: str, parent: str, make_dynamic) -> None:
 
 
 def check(path: str, parents: bool = False) -> list[str]:
-    """Problems found in the VHD at ``path`` (and its ancestors with ``parents``); [] if valid."""
+    """Problems found in the VHD at ``path``; [] if valid.
+
+    With ``parents``, a differencing disk's parent must exist and be the disk
+    it was made from, and is checked in turn (``vhd-util check -p``).
+    """
     problems: list[str] = []
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -345,7 +349,7 @@ def check(path: str, parents: bool = False) -> list[str]:
                 break
     finally:
         os.close(fd)
-    if not problems and f[11] == DIFFERENCING:
+    if parents and not problems and f[11] == DIFFERENCING:
         try:
             with DynamicVhd(path) as vhd:
                 parent_path = vhd.parent_path()
@@ -354,6 +358,6 @@ def check(path: str, parents: bool = False) -> list[str]:
                                     "was made from (unique id differs)")
         except VhdError as e:
             problems.append(f"parent invalid: {e}")
-        if parents and not problems:
+        if not problems:
             problems += check(parent_path, parents=True)
     return problems

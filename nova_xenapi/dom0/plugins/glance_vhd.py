@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""nova-xenapi dom0 plugin: VHD chains between Glance (API v2) and a file SR, for direct_vhd.
+
+``download_vhd`` streams ``GET <endpoint>/v2/images/<id>/file`` (a tar of
+``0.vhd`` .. ``N.vhd``, leaf first, each the parent of the one before, gzip
+allowed) into a staging directory inside the SR, checks the Content-MD5
+Glance sends, renames the files to the caller's UUIDs, relinks each to its
+parent with ``vhd-util modify``, marks the parents hidden, checks the whole
+chain with ``vhd-util check -p`` and only then moves it into the SR.  It
+returns JSON ``{"root": {"uuid": ...}, "vdis": [leaf, ..., base]}``; the
+caller runs ``SR.scan`` to make VDIs of them.
+
+``upload_vhd`` sends the chain of VHDs named by ``vdi_uuids`` (leaf first) to
+``PUT <endpoint>/v2/images/<id>/file`` as the same kind of tar, in HTTP
+chunked encoding.  The image record (disk_format vhd, container_format ovf)
+is the caller's to set through Glance's API.
+
+Both talk HTTP or HTTPS (certificates checked against the dom0's trust
+store) and pass ``token`` as X-Auth-Token; the token never appears in an
+error.  Arguments are checked: UUIDs, the endpoint's scheme and form, and no
+tar member other than ``<n>.vhd`` regular files; nothing is left in the SR
+after a failure.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tarfile
+import tempfile
+import urllib.parse
+
+import dom0_pluginlib
+import XenAPIPlugin
+
+SR_MOUNT = "/var/run/sr-mount"
+CHUNK = 1 << 20
+MAX_CHAIN = 30
+TIMEOUT = 300
+_UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_MEMBER = re.compile(r"\A(?:\./)?([0-9]{1,2})\.vhd\Z")
+_TOKEN = re.compile(r"\A[\x21-\x7e]{0,8192}\Z")  # visible ASCII: no header injection
+
+
+def _fail(code, *params):
+    raise XenAPIPlugin.Failure(code, [str(p) for p in params])
+
+
+def _uuid(value, name):
+    if not _UUID.match(value):
+        dom0_pluginlib.invalid(name, value, "not a UUID")
+    return value
+
+
+def _uuids(args, name):
+    values = [v for v in dom0_pluginlib.arg(args, name).split(",") if v]
+    if not 1 <= len(values) <= MAX_CHAIN:
+        dom0_pluginlib.invalid(name, len(values), f"between 1 and {MAX_CHAIN} UUIDs expected")
+    if len(set(values)) != len(values):
+        dom0_pluginlib.invalid(name, args[name], "repeated UUID")
+    return [_uuid(v, name) for v in values]
+
+
+def _endpoint(args):
+    value = dom0_pluginlib.arg(args, "endpoint")
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment \
+            or any(c in value for c in "\r\n \t"):
+        dom0_pluginlib.invalid("endpoint", value, "not an http(s)://host[:port][/path] URL")
+    try:
+        _ = url.port
+    except ValueError:
+        dom0_pluginlib.invalid("endpoint", value, "bad port")
+    return url
+
+
+def _token(args):
+    token = args.get("token", "")
+    if not _TOKEN.match(token):
+        dom0_pluginlib.invalid("token", "<hidden>", "not a printable ASCII token")
+    return token
+
+
+def _sr_path(args):
+    sr = _uuid(dom0_pluginlib.arg(args, "sr_uuid"), "sr_uuid")
+    path = dom0_pluginlib.host_path(SR_MOUNT + "/" + sr)  # a UUID: no path can hide in it
+    if not os.path.isdir(path):
+        _fail("SR_NOT_MOUNTED", sr)
+    return path
+
+
+def _connect(url):
+    if url.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=TIMEOUT,
+                                           context=context)
+    return http.client.HTTPConnection(url.hostname, url.port or 80, timeout=TIMEOUT)
+
+
+def _image_path(url, image_id):
+    return url.path.rstrip("/") + f"/v2/images/{image_id}/file"
+
+
+def _vhd_util(*args):
+    proc = subprocess.run(["vhd-util"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True)
+    return proc.returncode, proc.stdout.strip()
+
+
+def _check_http(resp, image_id):
+    if resp.status in (401, 403):
+        _fail("GLANCE_UNAUTHORIZED", image_id, resp.status)
+    if resp.status == 404:
+        _fail("GLANCE_IMAGE_NOT_FOUND", image_id)
+    if resp.status >= 300:
+        body = resp.read(300).decode("utf-8", "replace")
+        _fail("GLANCE_HTTP_ERROR", image_id, resp.status, " ".join(body.split()))
+
+
+class _Md5Reader:
+    """The response body, hashed as it is read."""
+
+    def __init__(self, resp):
+        self.resp = resp
+        self.md5 = hashlib.md5()
+        self.count = 0
+
+    def read(self, n=-1):
+        data = self.resp.read(n)
+        self.md5.update(data)
+        self.count += len(data)
+        return data
+
+
+def _receive(resp, staging, image_id):
+    """Extract the ``<n>.vhd`` members of the tar stream into ``staging``; their count."""
+    body = _Md5Reader(resp)
+    seen = set()
+    try:
+        with tarfile.open(fileobj=body, mode="r|*") as tar:
+            for member in tar:
+                m = _MEMBER.match(member.name)
+                if not m or not member.isreg():
+                    _fail("IMAGE_BAD_MEMBER", image_id, member.name[:80])
+                number = int(m.group(1))
+                if number in seen or number >= MAX_CHAIN:
+                    _fail("IMAGE_BAD_MEMBER", image_id, member.name[:80])
+                seen.add(number)
+                free = os.statvfs(staging)
+                if member.size > free.f_bavail * free.f_frsize:
+                    _fail("SR_FULL", member.size, free.f_bavail * free.f_frsize)
+                source = tar.extractfile(member)
+                with open(os.path.join(staging, f"{number}.vhd"), "wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+            while body.read(CHUNK):  # the tar's trailing padding counts for the checksum
+                pass
+    except (tarfile.TarError, EOFError, OSError) as e:
+        _fail("IMAGE_NOT_A_TAR", image_id, str(e)[:200])
+    expected = resp.getheader("Content-MD5")
+    if expected and expected != body.md5.hexdigest():
+        _fail("IMAGE_CHECKSUM_MISMATCH", image_id, expected, body.md5.hexdigest())
+    if not seen or seen != set(range(len(seen))):
+        _fail("IMAGE_BAD_CHAIN", image_id, f"expected 0.vhd .. N.vhd, got {len(seen)} member(s)")
+    return len(seen)
+
+
+def _link_chain(staging, count, uuids, image_id):
+    """Rename ``<n>.vhd`` to ``<uuid>.vhd``, relink base → leaf, hide parents, check; the paths."""
+    paths = []
+    for n in range(count):
+        path = os.path.join(staging, f"{uuids[n]}.vhd")
+        os.rename(os.path.join(staging, f"{n}.vhd"), path)
+        paths.append(path)
+        rc, out = _vhd_util("check", "-n", path)  # each file as it came, before any change
+        if rc:
+            _fail("IMAGE_INVALID_VHD", image_id, " ".join(out.split())[:300])
+    for n in reversed(range(count - 1)):
+        rc, out = _vhd_util("modify", "-n", paths[n], "-p", paths[n + 1])
+        if rc:
+            _fail("IMAGE_BAD_CHAIN", image_id, out[:200])
+    rc, out = _vhd_util("query", "-n", paths[0], "-f")
+    if rc or "hidden: 0" not in out:
+        _fail("IMAGE_BAD_CHAIN", image_id, "the leaf VHD is missing or hidden")
+    for parent in paths[1:]:
+        rc, out = _vhd_util("set", "-n", parent, "-f", "hidden", "-v", "1")
+        if rc:
+            _fail("IMAGE_BAD_CHAIN", image_id, out[:200])
+    rc, out = _vhd_util("check", "-n", paths[0], "-p")
+    if rc:
+        _fail("IMAGE_INVALID_VHD", image_id, " ".join(out.split())[:300])
+    rc, out = _vhd_util("query", "-n", paths[-1], "-p")
+    if rc or not out.endswith("has no parent"):
+        _fail("IMAGE_BAD_CHAIN", image_id, "the last VHD of the chain has a parent")
+    return paths
+
+
+def download_vhd(session, args):
+    image_id = _uuid(dom0_pluginlib.arg(args, "image_id"), "image_id")
+    url = _endpoint(args)
+    token = _token(args)
+    sr_path = _sr_path(args)
+    uuids = _uuids(args, "uuids")
+    staging = tempfile.mkdtemp(prefix=".nova-staging-", dir=sr_path)
+    moved = []
+    try:
+        conn = _connect(url)
+        try:
+            headers = {"X-Auth-Token": token} if token else {}
+            conn.request("GET", _image_path(url, image_id), headers=headers)
+            resp = conn.getresponse()
+            _check_http(resp, image_id)
+            count = _receive(resp, staging, image_id)
+        except (OSError, http.client.HTTPException) as e:
+            _fail("GLANCE_UNREACHABLE", image_id, type(e).__name__, str(e)[:200])
+        finally:
+            conn.close()
+        if count > len(uuids):
+            _fail("IMAGE_BAD_CHAIN", image_id, f"{count} VHDs but {len(uuids)} UUIDs")
+        paths = _link_chain(staging, count, uuids, image_id)
+        for path in reversed(paths):  # parents first: a scan never sees a leaf without its parent
+            target = os.path.join(sr_path, os.path.basename(path))
+            if os.path.exists(target):
+                _fail("VDI_EXISTS", os.path.basename(path))
+            os.rename(path, target)
+            moved.append(target)
+    except BaseException:
+        for target in moved:
+            os.remove(target)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    leaf = uuids[0]
+    return json.dumps({"root": {"uuid": leaf}, "vdis": uuids[:count]})
+
+
+class _ChunkedSender:
+    """A file object whose writes go out as HTTP/1.1 chunks of about CHUNK bytes."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.buffer = bytearray()
+        self.sent = 0
+
+    def write(self, data):
+        self.buffer += data
+        if len(self.buffer) >= CHUNK:
+            self._flush()
+        return len(data)
+
+    def _flush(self):
+        if self.buffer:
+            self.conn.send(b"%x\r\n" % len(self.buffer) + bytes(self.buffer) + b"\r\n")
+            self.sent += len(self.buffer)
+            self.buffer = bytearray()
+
+    def finish(self):
+        self._flush()
+        self.conn.send(b"0\r\n\r\n")
+
+
+def upload_vhd(session, args):
+    image_id = _uuid(dom0_pluginlib.arg(args, "image_id"), "image_id")
+    url = _endpoint(args)
+    token = _token(args)
+    sr_path = _sr_path(args)
+    chain = _uuids(args, "vdi_uuids")
+    level = dom0_pluginlib.int_arg(args, "compression_level", 0, 9) \
+        if args.get("compression_level") else 0
+    files = []
+    for n, vdi in enumerate(chain):
+        path = os.path.join(sr_path, f"{vdi}.vhd")
+        if not os.path.isfile(path):
+            _fail("VDI_MISSING", vdi)
+        if n + 1 < len(chain):
+            rc, out = _vhd_util("query", "-n", path, "-p")
+            if rc or os.path.basename(out) != f"{chain[n + 1]}.vhd":
+                _fail("IMAGE_BAD_CHAIN", image_id, f"{chain[n + 1]} is not the parent of {vdi}")
+        files.append(path)
+    conn = _connect(url)
+    try:
+        conn.putrequest("PUT", _image_path(url, image_id))
+        if token:
+            conn.putheader("X-Auth-Token", token)
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        sender = _ChunkedSender(conn)
+        mode = "w|gz" if level else "w|"
+        kwargs = {"compresslevel": level} if level else {}
+        with tarfile.open(fileobj=sender, mode=mode, **kwargs) as tar:
+            for n, path in enumerate(files):
+                tar.add(path, arcname=f"{n}.vhd", recursive=False)
+        sender.finish()
+        resp = conn.getresponse()
+        _check_http(resp, image_id)
+        resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        _fail("GLANCE_UNREACHABLE", image_id, type(e).__name__, str(e)[:200])
+    finally:
+        conn.close()
+    return json.dumps({"image_id": image_id, "bytes": sender.sent})
+
+
+if __name__ == "__main__":
+    XenAPIPlugin.dispatch({"download_vhd": download_vhd, "upload_vhd": upload_vhd})
