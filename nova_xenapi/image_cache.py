@@ -48,19 +48,18 @@ def find(session: XenAPISession, sr: str, image_id: str) -> str | None:
 
 
 def base_image(session: XenAPISession, sr: str, image_meta: Any, size: int,
-               fill: Any) -> tuple[str, int]:
-    """The cached base VDI of the image (made and filled by ``fill`` on first use) and its bytes."""
+               fetch: Any) -> tuple[str, int]:
+    """The cached base VDI of the image and its bytes; ``fetch(size, name, other_config)`` makes
+    it (returning the VDI and the bytes it took) on first use."""
     with lockutils.lock(f"xenapi-image-cache-{sr}-{image_meta.id}"):
         base = find(session, sr, image_meta.id)
         if base is None:
-            base = disks.create_vdi(session, sr, "", "image-cache", _label(image_meta.id), size,
-                                    other_config={CACHE_KEY: image_meta.id})
+            base, written = fetch(size, _label(image_meta.id), {CACHE_KEY: image_meta.id})
             try:
-                written = fill(base)
+                session.call_xenapi("VDI.add_to_other_config", base, BYTES_KEY, str(written))
             except BaseException:
                 disks.destroy_vdi(session, base)
                 raise
-            session.call_xenapi("VDI.add_to_other_config", base, BYTES_KEY, str(written))
             LOG.info("Cached image %s in its SR", image_meta.id)
             return base, written
         other = session.call_xenapi("VDI.get_other_config", base)

@@ -1,13 +1,18 @@
 """Image handlers: moving disk images between Glance and VDIs.
 
-One interface, chosen by ``[xenserver] image_handler``.  ``vdi_remote_stream``
-streams through XAPI's own HTTP handlers (``/import_raw_vdi``,
-``/export_raw_vdi``) and works on every SR type.  ``vdi_local_dev`` plugs the
-VDI into this compute VM and streams through the local block device (raw
-images straight, vhd/qcow2 through ``qemu-img convert``); snapshots are read
-from the device into a dynamic VHD and uploaded like vdi_remote_stream's.  ``direct_vhd`` needs dom0
-plugins that do not exist yet: choosing it fails at start-up with a message
-that says so, rather than at the first boot.
+One interface, chosen by ``[xenserver] image_handler``: ``fetch`` makes the
+VDI holding an image, ``upload`` sends a VDI to Glance, ``check_sr`` refuses
+an SR the handler cannot use (at start-up, not at the first boot).
+
+``vdi_remote_stream`` streams through XAPI's own HTTP handlers
+(``/import_raw_vdi``, ``/export_raw_vdi``) and works on every SR type.
+``vdi_local_dev`` plugs the VDI into this compute VM and streams through the
+local block device (raw images straight, vhd/qcow2 through ``qemu-img
+convert``); snapshots are read from the device into a dynamic VHD and
+uploaded like vdi_remote_stream's.  ``direct_vhd`` (the old driver's
+default) has dom0 fetch the image's VHD chain from Glance straight into a
+file SR with the ``glance_vhd`` plugin, and upload a snapshot's chain the
+same way: the bytes never pass through this compute VM.
 """
 
 from __future__ import annotations
@@ -76,7 +81,25 @@ class _SizeCheckingWriter:
         raise exception.FlavorDiskSmallerThanImage(flavor_size=self._limit, image_size=size)
 
 
-class RemoteStreamHandler:
+class _FillingHandler:
+    """A handler that fills a VDI made here (``download``), rather than one dom0 makes."""
+
+    def fetch(self, context: Any, session: XenAPISession, image_meta: Any, sr: str, size: int,
+              name_label: str, other_config: dict[str, str]) -> tuple[str, int]:
+        """A new VDI of ``size`` holding the image, and the bytes streamed into it."""
+        vdi = disks.create_vdi(session, sr, "", other_config.get("nova_disk_type", "image-cache"),
+                               name_label, size, other_config=other_config)
+        try:
+            return vdi, self.download(context, session, image_meta, vdi)
+        except BaseException:
+            disks.destroy_vdi(session, vdi)
+            raise
+
+    def download(self, context: Any, session: XenAPISession, image_meta: Any, vdi: str) -> int:
+        raise NotImplementedError
+
+
+class RemoteStreamHandler(_FillingHandler):
     """``vdi_remote_stream``: Glance → compute → XAPI HTTP, and back for snapshots."""
 
     name = "vdi_remote_stream"
@@ -110,7 +133,7 @@ class RemoteStreamHandler:
             self._glance.update(context, image_id, meta, data=stream, purge_props=False)
 
 
-class LocalDevHandler:
+class LocalDevHandler(_FillingHandler):
     """``vdi_local_dev``: the VDI is plugged into this compute VM and written as /dev/xvdX."""
 
     name = "vdi_local_dev"
@@ -177,9 +200,8 @@ def get_handler(name: str, independent_compute: bool = False, unplug_retries: in
                                                    option="[xenserver] independent_compute")
         return LocalDevHandler(unplug_retries=unplug_retries)
     if name == "direct_vhd":
-        raise HandlerNotAvailable(
-            name=name, reason="it needs nova-xenapi dom0 image plugins, which this release does not "
-            "ship yet; set [xenserver] image_handler = vdi_remote_stream or vdi_local_dev")
+        from nova_xenapi.direct_vhd import DirectVhdHandler  # it builds on this module
+        return DirectVhdHandler()
     raise HandlerNotAvailable(name=name, reason="unknown handler")
 
 

@@ -12,7 +12,7 @@ from oslo_log import log as logging
 from nova_xenapi import disks, images, vm
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.rollback import Rollback
-from nova_xenapi.spawn import Host, add_vdi, discard_vm, image_props
+from nova_xenapi.spawn import Host, discard_vm, image_props
 
 LOG = logging.getLogger(__name__)
 
@@ -63,8 +63,10 @@ def rescue(host: Host, context: Any, instance: Any, network_info: Any, image_met
         vm.hard_shutdown(session, vm_ref)
         if was_running:
             rb.add("instance power", vm.start, session, vm_ref, host.running_timeout)
-        rescue_root = add_vdi(host, rb, sr, instance, "rescue", images.root_disk_size(instance, image_meta))
-        host.handler.download(context, session, image_meta, rescue_root)
+        rescue_root, _ = host.handler.fetch(
+            context, session, image_meta, sr, images.root_disk_size(instance, image_meta),
+            f"{instance.name} rescue", {"nova_instance_uuid": instance.uuid, "nova_disk_type": "rescue"})
+        rb.add("rescue disk", disks.destroy_vdi, session, rescue_root)
         props = image_props(image_meta)
         record = vm.build_record(instance, rescue_name, vm.boot_mode(props), secure_boot=False,
                                  os_type=props.get("os_type") or host.default_os_type,

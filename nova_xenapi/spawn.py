@@ -34,7 +34,7 @@ class Host:
     """What building and changing instances needs from the driver's configuration."""
 
     session: XenAPISession
-    handler: images.RemoteStreamHandler
+    handler: Any  # one of the image handlers (images.get_handler)
     vifs: XenAPIOpenVswitchDriver
     sr_filter: str
     default_os_type: str
@@ -97,17 +97,21 @@ def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, i
                root_size: int) -> tuple[str, int]:
     """The root VDI holding the image: a clone of the cached base image, or a fresh download."""
     session = host.session
+
+    def fetch(size: int, name_label: str, other_config: dict[str, str]) -> tuple[str, int]:
+        return host.handler.fetch(context, session, image_meta, sr, size, name_label, other_config)
+
     if image_cache.wanted(host.cache_images, image_meta):
-        base, written = image_cache.base_image(
-            session, sr, image_meta, root_size,
-            lambda vdi: host.handler.download(context, session, image_meta, vdi))
+        base, written = image_cache.base_image(session, sr, image_meta, root_size, fetch)
         if disks.virtual_size(session, base) <= root_size:
             root = image_cache.clone(session, base, instance.uuid, f"{instance.name} root", root_size)
             rb.add("root disk", disks.destroy_vdi, session, root)
             return root, written
         LOG.info("The cached image %s is bigger than this flavor's disk; downloading it", image_meta.id)
-    root = add_vdi(host, rb, sr, instance, "root", root_size)
-    return root, host.handler.download(context, session, image_meta, root)
+    root, written = fetch(root_size, f"{instance.name} root",
+                          {"nova_instance_uuid": instance.uuid, "nova_disk_type": "root"})
+    rb.add("root disk", disks.destroy_vdi, session, root)
+    return root, written
 
 
 def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_files: Any,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import XapiError
 from .vhd import DynamicVhd, VhdError
+from .vhd import resize as vhd_resize
 
 FILE_SR_TYPES = ("ext", "nfs", "file")
 BLOCK_SR_TYPES = ("lvm", "lvmoiscsi", "lvmohba")
@@ -183,7 +184,10 @@ class DiskStore:
             with open(p, "r+b") as f:
                 f.truncate(size)
             return
-        self._fill(p, "vpc", p, sr_type, size)
+        try:
+            vhd_resize(str(p), size)  # in place: a differencing disk keeps its parents
+        except VhdError as e:
+            raise XapiError("VDI_IO_ERROR", str(e)) from None
 
     # -- import/export ---------------------------------------------------
     def temp_file(self, suffix: str) -> Path:

@@ -361,3 +361,49 @@ def check(path: str, parents: bool = False) -> list[str]:
         if not problems:
             problems += check(parent_path, parents=True)
     return problems
+
+
+def _geometry(size: int) -> bytes:
+    """Cylinders, heads, sectors per track for ``size`` bytes (the VHD specification's algorithm)."""
+    sectors = min(size // SECTOR, 65535 * 16 * 255)
+    if sectors >= 65535 * 16 * 63:
+        spt, heads = 255, 16
+        cth = sectors // spt
+    else:
+        spt = 17
+        cth = sectors // spt
+        heads = max((cth + 1023) // 1024, 4)
+        if cth >= heads * 1024 or heads > 16:
+            spt, heads = 31, 16
+            cth = sectors // spt
+        if cth >= heads * 1024:
+            spt, heads = 63, 16
+            cth = sectors // spt
+    return struct.pack(">HBB", cth // heads, heads, spt)
+
+
+def resize(path: str, size: int) -> None:
+    """Grow the virtual disk of the VHD at ``path`` in place, parents untouched (``vhd-util resize``).
+
+    A block table too small for the new size is rewritten at the end of the
+    file (blocks keep their absolute sector numbers, so nothing else moves).
+    """
+    with DynamicVhd(path, writable=True) as vhd:
+        if size < vhd.size:
+            raise VhdError(f"{path}: shrinking a VHD is not supported")
+        fd = vhd.fd
+        entries = -(-size // vhd.block_size)
+        header = bytearray(vhd.header)
+        if entries > vhd.entries:
+            table = struct.pack(f">{entries}I", *(vhd.bat + [UNUSED] * (entries - vhd.entries)))
+            table = table.ljust(-(-len(table) // SECTOR) * SECTOR, b"\xff")
+            offset = vhd.end
+            os.pwrite(fd, table, offset)
+            header[16:24] = struct.pack(">Q", offset)
+            header[28:32] = struct.pack(">I", entries)
+            os.pwrite(fd, _with_checksum(header, HEADER_CHECKSUM), vhd.header_offset)
+            os.ftruncate(fd, offset + len(table) + SECTOR)  # room for the trailing footer
+        footer = bytearray(vhd.footer)
+        footer[48:56] = struct.pack(">Q", size)
+        footer[56:60] = _geometry(size)
+        _rewrite_footers(fd, _with_checksum(footer, FOOTER_CHECKSUM))

@@ -4,7 +4,9 @@ Nova's own ``_IntegratedTestBase`` starts the services; the compute service
 loads our driver the way nova-compute does (``compute_driver =
 xenapi.XenAPIDriver``), and the driver talks to a simulator over real
 sockets.  Glance is Nova's in-memory fixture, extended to keep the bytes a
-snapshot uploads so they can be booted again.  Nova's ``TestCase`` runs
+snapshot uploads so they can be booted again, or with ``REAL_GLANCE`` a real
+Glance API process (``glance_server``) that Nova and the dom0 plugins both
+reach over HTTP.  Nova's ``TestCase`` runs
 under ``unittest``/stestr, not pytest.  The functional tests and the demo
 both stand on this class.
 """
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from pathlib import Path
 
 import fixtures
 import XenAPI
@@ -62,13 +65,38 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     #: with the plugins in place and the integration bridge made, as bootstrap leaves them
     BOOTSTRAP = False
     IMAGE_HANDLER = "vdi_remote_stream"
+    #: a real Glance API process for the whole class instead of Nova's in-memory fixture
+    REAL_GLANCE = False
+    SR_TYPE = "ext"
+    glance_server = None
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        if cls.REAL_GLANCE:
+            from nova_xenapi.testing.glance_server import GlanceServer
+            cls._glance_dir = tempfile.mkdtemp(prefix="nova-xenapi-glance-")
+            cls.glance_server = GlanceServer(cls._glance_dir).start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.glance_server is not None:
+            cls.glance_server.stop()
+            shutil.rmtree(cls._glance_dir, True)
+        super().tearDownClass()
+
+    def useFixture(self, fixture):
+        from nova.tests import fixtures as nova_fixtures
+        if self.REAL_GLANCE and isinstance(fixture, nova_fixtures.GlanceFixture):
+            return None  # Nova talks to glance_server through [glance] api_servers
+        return super().useFixture(fixture)
 
     def setUp(self) -> None:
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
         self.device_dir = os.path.join(self.state_dir, "guest-devices")
         config = SimConfig(password=PASSWORD, hosts=host_configs(1, self.HOST_MEMORY_MIB, 8),
-                           auth_failure_delay=0.0, device_dir=self.device_dir,
+                           auth_failure_delay=0.0, device_dir=self.device_dir, sr_type=self.SR_TYPE,
                            plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])
         self.sim = Simulator(config, self.state_dir, ssh_port=0 if self.BOOTSTRAP else None).start()
         self.addCleanup(self.sim.stop)
@@ -82,8 +110,14 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.flags(connection_url=self.sim.url, connection_password=PASSWORD, check_host=False,
                    image_handler=self.IMAGE_HANDLER, ovs_integration_bridge=INTEGRATION_BRIDGE,
                    connection_concurrent=self.CONNECTION_CONCURRENT, group="xenserver")
+        if self.REAL_GLANCE:
+            self.flags(api_servers=[self.glance_server.url], group="glance")
+            self._send_a_token()
         super().setUp()
-        self._keep_uploaded_bytes()
+        if self.REAL_GLANCE:
+            self._keep_the_token()
+        else:
+            self._keep_uploaded_bytes()
         self.xapi = XenAPI.Session(self.sim.url)
         self.xapi.xenapi.login_with_password("root", PASSWORD, "2.21", "functional-check")
         self.addCleanup(self.xapi.xenapi.session.logout)
@@ -121,6 +155,33 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         return out.getvalue()
 
     # ----------------------------------------------------------- Glance
+    def _send_a_token(self) -> None:
+        """API requests carry X-Auth-Token as behind Keystone, so Nova has one to pass to Glance
+        (keystoneauth refuses a request without one; this Glance accepts any)."""
+        from nova.tests.functional.api import client as api_client
+        real = api_client.TestOpenStackClient.api_request
+
+        def api_request(client, relative_uri, check_response_status=None, strip_version=False,
+                        **kwargs):
+            kwargs.setdefault("headers", {}).setdefault("X-Auth-Token", "functional-token")
+            return real(client, relative_uri, check_response_status, strip_version, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            "nova.tests.functional.api.client.TestOpenStackClient.api_request", api_request))
+
+    def _keep_the_token(self) -> None:
+        """Nova's stand-in for keystone's context middleware drops the token: keep it."""
+        from nova.api import auth
+        stub = auth.NovaKeystoneContext._create_context
+
+        def create_context(env, **kwargs):
+            ctx = stub(env, **kwargs)
+            ctx.auth_token = env.get("HTTP_X_AUTH_TOKEN")
+            return ctx
+
+        self.useFixture(fixtures.MonkeyPatch("nova.api.auth.NovaKeystoneContext._create_context",
+                                             staticmethod(create_context)))
+
     def _keep_uploaded_bytes(self) -> None:
         fixture = self.glance
         real_update = fixture.update
@@ -139,6 +200,15 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                 "container_format": container, "disk_format": disk_format, "size": len(data),
                 "min_ram": 0, "min_disk": 0, "properties": props}
         return self.glance.create(None, meta, data=io.BytesIO(data))["id"]
+
+    def make_vhd_image(self, layers: list[dict[int, bytes]], size: int, **props) -> str:
+        """A direct_vhd image in the real Glance: a tar of the VHD chain built from ``layers``."""
+        from nova_xenapi.testing import vhd_images
+        paths = vhd_images.chain(Path(self.state_dir) / f"chain-{len(os.listdir(self.state_dir))}",
+                                 size, layers)
+        image_id = vhd_images.create_image(self.glance_server.url, name="vhd-chain", **props)
+        vhd_images.upload(self.glance_server.url, image_id, vhd_images.tarball(paths))
+        return image_id
 
     def make_image_bigger_than(self, gib: int) -> str:
         """A small qcow2 image whose virtual disk is ``gib`` + 1 GiB: only its header says so."""
@@ -164,8 +234,11 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                if not r["is_a_template"] and not r["is_control_domain"] and ref != self.compute_vm]
         vbds = [r["device"] for r in self.api_x.VBD.get_all_records().values()
                 if r["VM"] == self.compute_vm]
-        vdis = [r["name_label"] for r in self.api_x.VDI.get_all_records().values()
-                if "nova_instance_uuid" in r["other_config"] or r["is_a_snapshot"]]
+        records = self.api_x.VDI.get_all_records().values()
+        parents = {r["sm_config"].get("vhd-parent") for r in records}
+        vdis = [r["name_label"] for r in records
+                if "nova_instance_uuid" in r["other_config"] or r["is_a_snapshot"]
+                or (not r["managed"] and r["uuid"] not in parents)]  # an orphaned base copy
         tasks = [r["name_label"] for r in self.api_x.task.get_all_records().values()]
         return {k: v for k, v in (("VM", vms), ("VDI", vdis), ("task", tasks),
                                   ("compute VM VBD", vbds)) if v}
