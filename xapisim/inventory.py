@@ -95,6 +95,8 @@ def install_dom0_files(dom0_root: Path, plugin_dirs: list[str]) -> None:
     """What a dom0 offers plugins (XenAPIPlugin), and the plugin sets the config names."""
     for f in DOM0_LIB.glob("*.py"):
         shutil.copy2(f, dom0_root / DOM0_SITE_PACKAGES / f.name)
+    # vhd-util's VHD code, importable without loading the whole simulator
+    shutil.copy2(Path(__file__).parent / "vhd.py", dom0_root / DOM0_SITE_PACKAGES / "xapisim_vhd.py")
     (dom0_root / "usr/sbin").mkdir(parents=True, exist_ok=True)
     for f in (DOM0_LIB / "bin").iterdir():
         shutil.copy2(f, dom0_root / "usr/sbin" / f.name)

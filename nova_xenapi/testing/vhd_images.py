@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
 import urllib.request
@@ -53,12 +54,14 @@ def expected(size: int, layers: list[dict[int, bytes]]) -> bytes:
     return bytes(disk)
 
 
-def tarball(paths: list[Path], compress: bool = False, names: list[str] | None = None) -> bytes:
-    buf = io.BytesIO()
+def tarball(paths: list[Path], compress: bool = False, names: list[str] | None = None,
+            out=None) -> bytes | None:
+    """The tar of ``paths`` as ``0.vhd`` .. (or ``names``): returned, or written to file ``out``."""
+    buf = out or io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz" if compress else "w") as tar:
         for n, path in enumerate(paths):
             tar.add(str(path), arcname=names[n] if names else f"{n}.vhd")
-    return buf.getvalue()
+    return None if out else buf.getvalue()
 
 
 def _request(url: str, method: str, body=None, headers: dict | None = None, context=None):
@@ -75,9 +78,12 @@ def create_image(glance_url: str, context=None, **meta) -> str:
         return json.load(resp)["id"]
 
 
-def upload(glance_url: str, image_id: str, data: bytes, context=None) -> None:
-    with _request(f"{glance_url}/v2/images/{image_id}/file", "PUT", data,
-                  {"Content-Type": "application/octet-stream"}, context):
+def upload(glance_url: str, image_id: str, data, context=None) -> None:
+    """Store ``data`` (bytes, or a file opened for reading) as the image's data."""
+    headers = {"Content-Type": "application/octet-stream"}
+    if hasattr(data, "read"):
+        headers["Content-Length"] = str(os.fstat(data.fileno()).st_size)
+    with _request(f"{glance_url}/v2/images/{image_id}/file", "PUT", data, headers, context):
         pass
 
 

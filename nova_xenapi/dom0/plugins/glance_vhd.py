@@ -26,12 +26,14 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import ssl
 import subprocess
 import tarfile
 import tempfile
+import threading
 import urllib.parse
 
 import dom0_pluginlib
@@ -122,18 +124,36 @@ def _check_http(resp, image_id):
 
 
 class _Md5Reader:
-    """The response body, hashed as it is read."""
+    """The response body, hashed as it is read by a second thread (hashlib releases the GIL, so
+    the MD5 runs alongside the extraction instead of adding to it)."""
 
     def __init__(self, resp):
         self.resp = resp
         self.md5 = hashlib.md5()
         self.count = 0
+        self._queue = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._hash)
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _hash(self):
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            self.md5.update(data)
 
     def read(self, n=-1):
         data = self.resp.read(n)
-        self.md5.update(data)
+        if data:
+            self._queue.put(data)
         self.count += len(data)
         return data
+
+    def hexdigest(self):
+        self._queue.put(None)
+        self._thread.join()
+        return self.md5.hexdigest()
 
 
 def _receive(resp, staging, image_id):
@@ -141,7 +161,7 @@ def _receive(resp, staging, image_id):
     body = _Md5Reader(resp)
     seen = set()
     try:
-        with tarfile.open(fileobj=body, mode="r|*") as tar:
+        with tarfile.open(fileobj=body, mode="r|*", bufsize=CHUNK) as tar:
             for member in tar:
                 m = _MEMBER.match(member.name)
                 if not m or not member.isreg():
@@ -161,8 +181,9 @@ def _receive(resp, staging, image_id):
     except (tarfile.TarError, EOFError, OSError) as e:
         _fail("IMAGE_NOT_A_TAR", image_id, str(e)[:200])
     expected = resp.getheader("Content-MD5")
-    if expected and expected != body.md5.hexdigest():
-        _fail("IMAGE_CHECKSUM_MISMATCH", image_id, expected, body.md5.hexdigest())
+    got = body.hexdigest()
+    if expected and expected != got:
+        _fail("IMAGE_CHECKSUM_MISMATCH", image_id, expected, got)
     if not seen or seen != set(range(len(seen))):
         _fail("IMAGE_BAD_CHAIN", image_id, f"expected 0.vhd .. N.vhd, got {len(seen)} member(s)")
     return len(seen)
