@@ -88,10 +88,13 @@ _OPTS = [
     cfg.StrOpt("sr_matching_filter", default="default-sr:true",
                help="Which SR holds instance disks: 'default-sr:true' (the pool's default SR) "
                "or 'other-config:<key>=<value>'."),
-    cfg.StrOpt("image_handler", default="vdi_remote_stream",
+    cfg.StrOpt("image_handler", default="direct_vhd",
                choices=[(h, None) for h in IMAGE_HANDLERS],
-               help="How images move between Glance and the SR. vdi_remote_stream streams "
-               "through XAPI's /import_raw_vdi and /export_raw_vdi and works on every SR type."),
+               help="How images move between Glance and the SR. direct_vhd (as the old driver): "
+               "dom0's glance_vhd plugin moves VHD chains between Glance and a file SR (ext or "
+               "nfs; refused on others). vdi_remote_stream streams through XAPI's "
+               "/import_raw_vdi and /export_raw_vdi and works on every SR type. vdi_local_dev "
+               "writes through the VDI plugged into this compute VM."),
     cfg.StrOpt("image_upload_handler", default="", deprecated_for_removal=True,
                deprecated_reason="Use image_handler.", help="Ignored; use image_handler."),
     cfg.StrOpt("cache_images", default="all", choices=["all", "some", "none"],

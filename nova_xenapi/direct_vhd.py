@@ -51,9 +51,11 @@ class DirectVhdHandler:
 
     name = "direct_vhd"
 
-    def __init__(self, image_api: Any = None, retries: int | None = None) -> None:
+    def __init__(self, image_api: Any = None, retries: int | None = None,
+                 compression_level: int | None = None) -> None:
         self._glance = image_api or glance.API()
         self._retries = retries
+        self._compression = compression_level  # [xenserver] image_compression_level: gzip on upload
 
     def check_sr(self, session: XenAPISession, sr: str) -> None:
         sr_type = session.call_xenapi("SR.get_type", sr)
@@ -130,6 +132,7 @@ class DirectVhdHandler:
         meta.update(disk_format=DISK_FORMAT, container_format=CONTAINER_FORMAT)
         self._glance.update(context, image_id, meta, purge_props=False)
         sr_uuid = session.call_xenapi("SR.get_uuid", session.call_xenapi("VDI.get_SR", vdi))
-        self._call(context, session, "upload_vhd", image_id, {
-            "image_id": image_id, "sr_uuid": sr_uuid, "vdi_uuids": ",".join(self.chain(session, vdi))},
-            retry=False)
+        args = {"image_id": image_id, "sr_uuid": sr_uuid, "vdi_uuids": ",".join(self.chain(session, vdi))}
+        if self._compression:
+            args["compression_level"] = str(self._compression)
+        self._call(context, session, "upload_vhd", image_id, args, retry=False)

@@ -83,7 +83,7 @@ class XenAPIDriver(driver.ComputeDriver):
             self._host = spawn.Host(
                 session=self.session,
                 handler=images.get_handler(xs.image_handler, xs.independent_compute,
-                                           xs.num_vbd_unplug_retries),
+                                           xs.num_vbd_unplug_retries, xs.image_compression_level),
                 vifs=XenAPIOpenVswitchDriver(self.session, xs.ovs_integration_bridge),
                 sr_filter=xs.sr_matching_filter,
                 default_os_type=xs.default_os_type,

@@ -191,7 +191,8 @@ class LocalDevHandler(_FillingHandler):
                 self._glance.update(context, image_id, meta, data=data, purge_props=False)
 
 
-def get_handler(name: str, independent_compute: bool = False, unplug_retries: int = 10):
+def get_handler(name: str, independent_compute: bool = False, unplug_retries: int = 10,
+                compression_level: int | None = None):
     if name == RemoteStreamHandler.name:
         return RemoteStreamHandler()
     if name == LocalDevHandler.name:
@@ -201,7 +202,7 @@ def get_handler(name: str, independent_compute: bool = False, unplug_retries: in
         return LocalDevHandler(unplug_retries=unplug_retries)
     if name == "direct_vhd":
         from nova_xenapi.direct_vhd import DirectVhdHandler  # it builds on this module
-        return DirectVhdHandler()
+        return DirectVhdHandler(compression_level=compression_level)
     raise HandlerNotAvailable(name=name, reason="unknown handler")
 
 

@@ -73,7 +73,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     assert any(n.get("is_host_internal_management_network") == "true" for n in nets)
     nova = (tmp / "nova.conf").read_text()
     assert "# keep this comment" in nova and "compute_driver = xenapi.XenAPIDriver" in nova
-    assert f"connection_url = {sim.url}" in nova and "image_handler = vdi_remote_stream" in nova
+    assert f"connection_url = {sim.url}" in nova and "image_handler = direct_vhd" in nova
     assert "[xenapi]" in (tmp / "neutron.ini").read_text()
     assert oct((tmp / "nova.conf").stat().st_mode & 0o777) == "0o640"
     host = x.host.get_all()[0]

@@ -60,15 +60,18 @@ def test_download_puts_a_checked_chain_into_the_sr(plugged, glance_api, tmp_path
         vhd_images.expected(SIZE, LAYERS)
 
 
-def test_upload_sends_the_chain_and_it_round_trips(plugged, glance_api, tmp_path):
+@pytest.mark.parametrize("level", ["", "6"])
+def test_upload_sends_the_chain_and_it_round_trips(plugged, glance_api, tmp_path, level):
     sim, x, host, sr, sr_dir = _setup(plugged)
     first = _download(x, host, sr, glance_api, _image(glance_api, tmp_path))
     target = vhd_images.create_image(glance_api.url, name="snapshot")
     out = json.loads(x.host.call_plugin(host, "glance_vhd.py", "upload_vhd", {
-        "image_id": target, "endpoint": glance_api.url, "token": "t",
+        "image_id": target, "endpoint": glance_api.url, "token": "t", "compression_level": level,
         "sr_uuid": x.SR.get_uuid(sr), "vdi_uuids": ",".join(first["vdis"])}))
     assert vhd_images.image(glance_api.url, target)["status"] == "active"
-    members = vhd_images.members(vhd_images.data(glance_api.url, target))
+    stored = vhd_images.data(glance_api.url, target)
+    assert (stored[:2] == b"\x1f\x8b") == bool(level)  # gzip with image_compression_level
+    members = vhd_images.members(stored)
     assert sorted(members) == ["0.vhd", "1.vhd", "2.vhd"] and out["bytes"] > 0
     again = _download(x, host, sr, glance_api, target)
     assert sim.backend.disks.read_all(x.SR.get_uuid(sr), "ext", again["root"]["uuid"]) == \

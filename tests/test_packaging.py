@@ -59,4 +59,4 @@ def test_tls_is_verified_unless_turned_off():
     xconf.register_opts(conf)
     conf([], project="nova")
     assert conf.xenserver.verify_ssl is True
-    assert conf.xenserver.image_handler == "vdi_remote_stream"
+    assert conf.xenserver.image_handler == "direct_vhd"

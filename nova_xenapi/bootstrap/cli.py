@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-key-fingerprint", help="dom0's SSH host key, as SHA256:...")
     p.add_argument("--compute-vm-uuid", help="this compute VM (default: /sys/hypervisor/uuid; "
                    "none means independent compute, without HIMN)")
-    p.add_argument("--image-handler", default="vdi_remote_stream", choices=IMAGE_HANDLERS)
+    p.add_argument("--image-handler", default="direct_vhd", choices=IMAGE_HANDLERS)
     p.add_argument("--integration-bridge", default="br-int")
     p.add_argument("--nova-conf", help="nova.conf to write [xenserver] into")
     p.add_argument("--neutron-conf", help="neutron agent config to write [xenapi] into")

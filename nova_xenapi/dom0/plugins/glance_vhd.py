@@ -22,6 +22,7 @@ tar member other than ``<n>.vhd`` regular files; nothing is left in the SR
 after a failure.
 """
 
+import gzip
 import hashlib
 import http.client
 import json
@@ -310,11 +311,13 @@ def upload_vhd(session, args):
         conn.putheader("Transfer-Encoding", "chunked")
         conn.endheaders()
         sender = _ChunkedSender(conn)
-        mode = "w|gz" if level else "w|"
-        kwargs = {"compresslevel": level} if level else {}
-        with tarfile.open(fileobj=sender, mode=mode, **kwargs) as tar:
+        # tarfile's stream mode takes no compresslevel before Python 3.12: gzip around it
+        out = gzip.GzipFile(fileobj=sender, mode="wb", compresslevel=level) if level else sender
+        with tarfile.open(fileobj=out, mode="w|") as tar:
             for n, path in enumerate(files):
                 tar.add(path, arcname=f"{n}.vhd", recursive=False)
+        if level:
+            out.close()
         sender.finish()
         resp = conn.getresponse()
         _check_http(resp, image_id)
