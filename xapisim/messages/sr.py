@@ -28,17 +28,22 @@ from .vdi import sr_info, update_sr_usage
 _VHD_NAME = re.compile(r"\A([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.vhd\Z")
 
 
+def _vhd_files(call: Call, sr: str) -> dict[str, Path] | None:
+    """``<uuid>.vhd`` files of a file SR by uuid; None for an SR that keeps no files."""
+    disks = call.backend.disks
+    sr_uuid, sr_type = sr_info(call.store, sr)
+    if not disks.is_file_sr(sr_type):
+        return None
+    return {m.group(1): f for f in disks.sr_dir(sr_uuid).iterdir() if (m := _VHD_NAME.match(f.name))}
+
+
 def _scan_files(call: Call, sr: str) -> None:
     store = call.store
     disks = call.backend.disks
     sr_uuid, sr_type = sr_info(store, sr)
-    if not disks.is_file_sr(sr_type):
+    on_disk = _vhd_files(call, sr)
+    if on_disk is None:
         return
-    on_disk = {}
-    for f in disks.sr_dir(sr_uuid).iterdir():
-        m = _VHD_NAME.match(f.name)
-        if m:
-            on_disk[m.group(1)] = f
     known = {store.get("VDI", v)["uuid"]: v for v in store.get("SR", sr)["VDIs"]}
     for uuid, path in on_disk.items():
         if uuid in known:
@@ -66,15 +71,12 @@ def _scan_files(call: Call, sr: str) -> None:
 def collect_garbage(call: Call, sr: str) -> None:
     """Delete hidden VHDs of a file SR that are no VHD's parent, with their records."""
     store = call.store
-    disks = call.backend.disks
-    sr_uuid, sr_type = sr_info(store, sr)
-    if not disks.is_file_sr(sr_type):
-        return
     while True:
+        files = _vhd_files(call, sr)
+        if files is None:
+            return
         parents, hidden = set(), {}
-        for f in disks.sr_dir(sr_uuid).iterdir():
-            if not _VHD_NAME.match(f.name):
-                continue
+        for f in files.values():
             try:
                 with DynamicVhd(str(f)) as vhd:
                     if vhd.parent:

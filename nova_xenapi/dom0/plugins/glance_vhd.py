@@ -220,11 +220,14 @@ def _link_chain(staging, count, uuids, image_id):
     return paths
 
 
+def _transfer_args(args):
+    """The arguments both directions take: image id, Glance endpoint, token, SR directory."""
+    return (_uuid(dom0_pluginlib.arg(args, "image_id"), "image_id"), _endpoint(args),
+            _token(args), _sr_path(args))
+
+
 def download_vhd(session, args):
-    image_id = _uuid(dom0_pluginlib.arg(args, "image_id"), "image_id")
-    url = _endpoint(args)
-    token = _token(args)
-    sr_path = _sr_path(args)
+    image_id, url, token, sr_path = _transfer_args(args)
     uuids = _uuids(args, "uuids")
     staging = tempfile.mkdtemp(prefix=".nova-staging-", dir=sr_path)
     moved = []
@@ -285,10 +288,7 @@ class _ChunkedSender:
 
 
 def upload_vhd(session, args):
-    image_id = _uuid(dom0_pluginlib.arg(args, "image_id"), "image_id")
-    url = _endpoint(args)
-    token = _token(args)
-    sr_path = _sr_path(args)
+    image_id, url, token, sr_path = _transfer_args(args)
     chain = _uuids(args, "vdi_uuids")
     level = dom0_pluginlib.int_arg(args, "compression_level", 0, 9) \
         if args.get("compression_level") else 0
