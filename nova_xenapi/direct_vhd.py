@@ -22,6 +22,7 @@ from nova.image import glance
 from oslo_log import log as logging
 
 from nova_xenapi import disks
+from nova_xenapi.dom0 import FILE_SR_TYPES
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.images import HandlerNotAvailable
 from nova_xenapi.session import XenAPISession
@@ -29,7 +30,6 @@ from nova_xenapi.session import XenAPISession
 LOG = logging.getLogger(__name__)
 
 PLUGIN = "glance_vhd.py"
-FILE_SR_TYPES = ("ext", "nfs", "file")
 MAX_CHAIN = 16  # UUIDs offered to the plugin: the longest chain an image may have
 RETRIED = ("GLANCE_UNREACHABLE",)
 DISK_FORMAT, CONTAINER_FORMAT = "vhd", "ovf"

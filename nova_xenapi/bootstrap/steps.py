@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nova_xenapi.bootstrap.dom0_ssh import Dom0
-from nova_xenapi.dom0 import PLUGIN_API_VERSION, PLUGIN_DIR
+from nova_xenapi.dom0 import FILE_SR_TYPES, PLUGIN_API_VERSION, PLUGIN_DIR
 from nova_xenapi.session import XenAPISession
 
 PLUGINS_ON_HOST = "/etc/xapi.d/plugins"
 SR_MOUNT = "/var/run/sr-mount"
-FILE_SR_TYPES = ("ext", "nfs")
 OVSDB_PORT = 6640
 HIMN_DOM0_IP = "169.254.0.1"  # dom0's address on the host internal management network
 
