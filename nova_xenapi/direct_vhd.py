@@ -113,7 +113,7 @@ class DirectVhdHandler:
             disks.destroy_vdi(session, vdi)  # the base copies under it go with it
             raise
         LOG.debug("dom0 put image %s into the SR as a chain of %d VHDs", image_id, len(got["vdis"]))
-        return vdi, int(image_meta.size or 0)
+        return vdi, int(image_meta.size or 0) if image_meta.obj_attr_is_set("size") else 0
 
     def chain(self, session: XenAPISession, vdi: str) -> list[str]:
         """UUIDs of ``vdi`` and the VHDs under it, leaf first."""
