@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 import time
 import uuid as uuidlib
 
@@ -260,8 +261,8 @@ def _write_parent(fd: int, header_offset: int, path: str, parent: str, parent_id
     header = bytearray(os.pread(fd, HEADER_SIZE, header_offset))
     name = os.path.relpath(os.path.abspath(parent), os.path.dirname(os.path.abspath(path)))
     header[PARENT_UUID:PARENT_UUID + 16] = parent_id
-    header[PARENT_TIME:PARENT_TIME + 4] = struct.pack(">I", int(os.stat(parent).st_mtime) - VHD_EPOCH
-                                                      if os.stat(parent).st_mtime > VHD_EPOCH else 0)
+    header[PARENT_TIME:PARENT_TIME + 4] = struct.pack(
+        ">I", max(0, int(os.stat(parent).st_mtime) - VHD_EPOCH))
     encoded = os.path.basename(name).encode("utf-16-be")[:510]
     header[PARENT_NAME:PARENT_NAME + 512] = encoded.ljust(512, b"\0")
     url = f"file://./{name}".encode()
@@ -286,15 +287,18 @@ def _write_parent(fd: int, header_offset: int, path: str, parent: str, parent_id
     os.pwrite(fd, _with_checksum(header, HEADER_CHECKSUM), header_offset)
 
 
-def create_child(path: str, parent: str, make_dynamic) -> None:
-    """A new differencing disk at ``path`` over ``parent`` (``vhd-util snapshot``).
+def create_dynamic(path: str, size: int) -> None:
+    """A new empty dynamic VHD of ``size`` bytes, made by ``qemu-img`` (``vhd-util create``)."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
+                    path, str(size)], check=True)
 
-    ``make_dynamic(path, size)`` creates an empty dynamic VHD of the parent's
-    size; its footers are then turned into a differencing disk's.
-    """
+
+def create_child(path: str, parent: str) -> None:
+    """A new differencing disk at ``path`` over ``parent`` (``vhd-util snapshot``): an empty
+    dynamic disk of the parent's size whose footers are turned into a differencing disk's."""
     with DynamicVhd(parent) as p:
         size, parent_id = p.size, p.unique_id
-    make_dynamic(path, size)
+    create_dynamic(path, size)
     fd = os.open(path, os.O_RDWR)
     try:
         footer = bytearray(os.pread(fd, SECTOR, 0))

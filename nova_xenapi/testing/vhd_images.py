@@ -13,17 +13,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import tarfile
 import urllib.request
 from pathlib import Path
 
 from xapisim import vhd
-
-
-def _dynamic(path: str, size: int) -> None:
-    subprocess.run(["qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
-                    path, str(size)], check=True)
 
 
 def chain(workdir: Path, size: int, layers: list[dict[int, bytes]]) -> list[Path]:
@@ -34,9 +28,9 @@ def chain(workdir: Path, size: int, layers: list[dict[int, bytes]]) -> list[Path
     for n, writes in enumerate(layers):
         path = workdir / f"layer{n}.vhd"
         if paths:
-            vhd.create_child(str(path), str(paths[-1]), _dynamic)
+            vhd.create_child(str(path), str(paths[-1]))
         else:
-            _dynamic(str(path), size)
+            vhd.create_dynamic(str(path), size)
         with vhd.DynamicVhd(str(path), writable=True) as disk:
             for offset, data in writes.items():
                 disk.write_at(offset, data)
