@@ -23,7 +23,7 @@ class PluginsMissing(exception.NovaException):
 
 class PluginsMismatch(exception.NovaException):
     msg_fmt = ("the host has nova-xenapi dom0 plugins version %(found)s, this driver needs "
-               "%(wanted)s: %(hint)s")
+               "%(wanted)s or a later minor version: %(hint)s")
 
 
 def call(session: XenAPISession, plugin: str, fn: str, args: dict[str, str] | None = None) -> str:
@@ -49,9 +49,19 @@ def check_version(session: XenAPISession) -> bool:
     if found is None:
         LOG.info("No nova-xenapi dom0 plugins on the host; features that need them will say so")
         return False
-    if found.split(".")[0] != PLUGIN_API_VERSION.split(".")[0]:
+    if not compatible(found):
         raise PluginsMismatch(found=found, wanted=PLUGIN_API_VERSION, hint=INSTALL_HINT)
     return True
+
+
+def compatible(found: str) -> bool:
+    """Same major version (same calls), and at least this driver's minor (the plugins it uses)."""
+    try:
+        have = tuple(int(p) for p in found.split("."))
+    except ValueError:
+        return False
+    want = tuple(int(p) for p in PLUGIN_API_VERSION.split("."))
+    return len(have) == 2 and have[0] == want[0] and have[1] >= want[1]
 
 
 def console_log(session: XenAPISession, domid: int) -> str:

@@ -18,7 +18,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import blank_disks, disks, image_cache, images, kernels, vm
+from nova_xenapi import blank_disks, disks, image_cache, images, kernels, root_partition, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -94,7 +94,7 @@ def _ami_boot(host: Host, rb: Rollback, context: Any, sr: str, instance: Any) ->
 
 
 def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, image_meta: Any,
-               root_size: int) -> tuple[str, int]:
+               root_size: int) -> str:
     """The root VDI holding the image: a clone of the cached base image, or a fresh download."""
     session = host.session
 
@@ -102,16 +102,16 @@ def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, i
         return host.handler.fetch(context, session, image_meta, sr, size, name_label, other_config)
 
     if image_cache.wanted(host.cache_images, image_meta):
-        base, written = image_cache.base_image(session, sr, image_meta, root_size, fetch)
+        base, _ = image_cache.base_image(session, sr, image_meta, root_size, fetch)
         if disks.virtual_size(session, base) <= root_size:
             root = image_cache.clone(session, base, instance.uuid, f"{instance.name} root", root_size)
             rb.add("root disk", disks.destroy_vdi, session, root)
-            return root, written
+            return root
         LOG.info("The cached image %s is bigger than this flavor's disk; downloading it", image_meta.id)
-    root, written = fetch(root_size, f"{instance.name} root",
-                          {"nova_instance_uuid": instance.uuid, "nova_disk_type": "root"})
+    root, _ = fetch(root_size, f"{instance.name} root",
+                    {"nova_instance_uuid": instance.uuid, "nova_disk_type": "root"})
     rb.add("root disk", disks.destroy_vdi, session, root)
-    return root, written
+    return root
 
 
 def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_files: Any,
@@ -132,17 +132,14 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     root_size = images.root_disk_size(instance, image_meta)
     sr = disks.find_sr(session, host.sr_filter)
     host.handler.check_sr(session, sr)
+    if instance.auto_disk_config and host.independent_compute:
+        raise exception.NotSupportedWithOption(operation="auto_disk_config",
+                                               option="[xenserver] independent_compute")
     flavor = instance.flavor
     with Rollback() as rb:
-        root, written = _root_disk(host, rb, context, sr, instance, image_meta, root_size)
-        if instance.auto_disk_config and host.independent_compute:
-            raise exception.NotSupportedWithOption(operation="auto_disk_config",
-                                                   option="[xenserver] independent_compute")
-        if instance.auto_disk_config and root_size > written and image_meta.disk_format == "raw":
-            raise exception.InstanceUnacceptable(
-                instance_id=instance.uuid,
-                reason="auto_disk_config needs the dom0 partition plugin to grow the root "
-                "partition, which this release does not ship yet")
+        root = _root_disk(host, rb, context, sr, instance, image_meta, root_size)
+        if instance.auto_disk_config and root_size:
+            root_partition.grow(session, root, instance.name, host.unplug_retries)
         os_type = props.get("os_type") or instance.os_type or host.default_os_type
         disk_list = [(disks.ROOT, root, True, False)]
         if flavor.swap:

@@ -8,7 +8,7 @@ import pytest
 import XenAPI
 
 from nova_xenapi.bootstrap import cli
-from nova_xenapi.dom0 import PLUGIN_DIR
+from nova_xenapi.dom0 import PLUGIN_API_VERSION, PLUGIN_DIR
 from tests.conftest import PASSWORD, diskless_vm
 from xapisim import SimConfig, Simulator, host_configs
 
@@ -77,7 +77,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     assert "[xenapi]" in (tmp / "neutron.ini").read_text()
     assert oct((tmp / "nova.conf").stat().st_mode & 0o777) == "0o640"
     host = x.host.get_all()[0]
-    assert x.host.call_plugin(host, "nova_plugin_version.py", "get_version", {}) == "3.0"
+    assert x.host.call_plugin(host, "nova_plugin_version.py", "get_version", {}) == PLUGIN_API_VERSION
 
 
 def test_an_unknown_host_key_is_refused(host):

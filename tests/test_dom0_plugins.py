@@ -99,20 +99,28 @@ def test_plugin_versions_agree():
 def test_the_driver_refuses_a_mismatched_plugin_set(tmp_path):
     from nova_xenapi import plugins
     from nova_xenapi.session import XenAPISession
-    old = tmp_path / "old-plugins"
-    old.mkdir()
-    (old / "nova_plugin_version.py").write_text(
-        "#!/usr/bin/env python3\nimport XenAPIPlugin\n"
-        "XenAPIPlugin.dispatch({'get_version': lambda session, args: '2.0'})\n")
-    (old / "nova_plugin_version.py").chmod(0o755)
-    for dirs, expect in (([], False), ([str(PLUGIN_DIR)], True), ([str(old)], plugins.PluginsMismatch)):
+    major, minor = (int(p) for p in PLUGIN_API_VERSION.split("."))
+    cases = [([], False), ([str(PLUGIN_DIR)], True)]
+    # an older major, a set that lacks plugins this driver calls, a newer compatible set
+    for version, expect in ((f"{major - 1}.9", False), (f"{major}.{minor - 1}", False),
+                            (f"{major}.{minor + 1}", True), ("junk", False)):
+        old = tmp_path / f"plugins-{version}"
+        old.mkdir()
+        (old / "nova_plugin_version.py").write_text(
+            "#!/usr/bin/env python3\nimport XenAPIPlugin\n"
+            f"XenAPIPlugin.dispatch({{'get_version': lambda session, args: '{version}'}})\n")
+        (old / "nova_plugin_version.py").chmod(0o755)
+        cases.append(([str(old)], expect if expect else version))
+    for n, (dirs, expect) in enumerate(cases):
         config = SimConfig(password=PASSWORD, hosts=host_configs(1, 8192, 4), plugin_dirs=dirs)
-        with Simulator(config, tmp_path / f"s{len(dirs)}{expect}") as sim:
+        with Simulator(config, tmp_path / f"s{n}") as sim:
             session = XenAPISession(sim.url, "root", PASSWORD)
             if isinstance(expect, bool):
                 assert plugins.check_version(session) is expect
             else:
-                with pytest.raises(expect, match="version 2.0.*needs 3.0.*xenapi-bootstrap"):
+                with pytest.raises(plugins.PluginsMismatch,
+                                   match=f"version {expect}, .*needs {PLUGIN_API_VERSION} or a "
+                                   "later minor.*xenapi-bootstrap"):
                     plugins.check_version(session)
 
 

@@ -11,7 +11,7 @@ import re
 
 import XenAPIPlugin
 
-PLUGIN_API_VERSION = "3.0"
+PLUGIN_API_VERSION = "3.1"
 
 _INT = re.compile(r"\A[0-9]{1,18}\Z")
 
