@@ -111,7 +111,8 @@ _OPTS = [
     cfg.FloatOpt("vhd_coalesce_poll_interval", default=5.0, min=0,
                  help="Seconds between checks that a VHD chain coalesced."),
     cfg.IntOpt("vhd_coalesce_max_attempts", default=20, min=0,
-               help="Checks before giving up waiting for a coalesce."),
+               help="Checks before giving up waiting for a coalesce after a snapshot "
+                    "(0: do not wait)."),
     cfg.BoolOpt("remap_vbd_dev", default=False, help="Rename VBD devices (e.g. sd -> xvd)."),
     cfg.StrOpt("remap_vbd_dev_prefix", default="sd", help="Prefix of remapped VBD devices."),
     cfg.IntOpt("num_vbd_unplug_retries", default=10, min=0,

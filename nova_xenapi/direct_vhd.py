@@ -115,24 +115,14 @@ class DirectVhdHandler:
         LOG.debug("dom0 put image %s into the SR as a chain of %d VHDs", image_id, len(got["vdis"]))
         return vdi, int(image_meta.size or 0) if image_meta.obj_attr_is_set("size") else 0
 
-    def chain(self, session: XenAPISession, vdi: str) -> list[str]:
-        """UUIDs of ``vdi`` and the VHDs under it, leaf first."""
-        uuids, ref = [], vdi
-        while True:
-            rec = session.call_xenapi("VDI.get_record", ref)
-            uuids.append(rec["uuid"])
-            parent = rec["sm_config"].get("vhd-parent")
-            if not parent or len(uuids) > MAX_CHAIN:
-                return uuids
-            ref = session.call_xenapi("VDI.get_by_uuid", parent)
-
     def upload(self, context: Any, session: XenAPISession, image_id: str, vdi: str,
                metadata: dict) -> None:
         meta = dict(metadata)
         meta.update(disk_format=DISK_FORMAT, container_format=CONTAINER_FORMAT)
         self._glance.update(context, image_id, meta, purge_props=False)
         sr_uuid = session.call_xenapi("SR.get_uuid", session.call_xenapi("VDI.get_SR", vdi))
-        args = {"image_id": image_id, "sr_uuid": sr_uuid, "vdi_uuids": ",".join(self.chain(session, vdi))}
+        args = {"image_id": image_id, "sr_uuid": sr_uuid,
+                "vdi_uuids": ",".join(disks.vhd_chain(session, vdi))}
         if self._compression:
             args["compression_level"] = str(self._compression)
         self._call(context, session, "upload_vhd", image_id, args, retry=False)

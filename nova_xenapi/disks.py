@@ -269,3 +269,21 @@ def exporter(session: XenAPISession, vdi: str, fmt: str) -> Iterator[BinaryIO]:
     finally:
         with contextlib.suppress(Exception):
             session.call_xenapi("task.destroy", task)
+
+
+MAX_VHD_CHAIN = 30  # blktap's limit on the depth of a VHD chain
+
+
+def vhd_chain(session: XenAPISession, vdi: str) -> list[str]:
+    """UUIDs of ``vdi`` and the base copies under it (``sm_config:vhd-parent``), leaf first."""
+    uuids, ref = [], vdi
+    while True:
+        rec = session.call_xenapi("VDI.get_record", ref)
+        uuids.append(rec["uuid"])
+        parent = rec["sm_config"].get("vhd-parent")
+        if not parent:
+            return uuids
+        if len(uuids) >= MAX_VHD_CHAIN:
+            raise exception.NovaException(f"the VHD chain of VDI {uuids[0]} is deeper than "
+                                          f"{MAX_VHD_CHAIN}")
+        ref = session.call_xenapi("VDI.get_by_uuid", parent)

@@ -92,6 +92,8 @@ class XenAPIDriver(driver.ComputeDriver):
                 cache_images=xs.cache_images,
                 max_kernel_size=xs.max_kernel_ramdisk_size,
                 unplug_retries=xs.num_vbd_unplug_retries,
+                coalesce_max_attempts=xs.vhd_coalesce_max_attempts,
+                coalesce_poll_interval=xs.vhd_coalesce_poll_interval,
             )
         return self._host
 

@@ -9,7 +9,7 @@ from nova import exception
 from nova.compute import task_states
 from oslo_log import log as logging
 
-from nova_xenapi import disks, images, vm
+from nova_xenapi import coalesce, disks, images, vm
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.spawn import Host, discard_vm, image_props
@@ -29,6 +29,8 @@ def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task
     session = host.session
     vm_ref = vm.find(session, instance)
     update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+    root = [vdi for dev, vdi in vm.disk_vdis(session, vm_ref) if dev == disks.ROOT]
+    chain_before = disks.vhd_chain(session, root[0]) if root else []
     snap = session.call_async("VM.snapshot", vm_ref, f"{instance.name}-snapshot-{image_id}",
                               timeout=None)
     try:
@@ -44,6 +46,9 @@ def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task
         with contextlib.suppress(XenAPIError):
             _destroy_snapshot(host, snap)
     LOG.info("Uploaded a snapshot of %s as image %s", instance.name, image_id)
+    if chain_before and host.coalesce_max_attempts:
+        coalesce.wait(session, root[0], chain_before, host.coalesce_max_attempts,
+                      host.coalesce_poll_interval)
 
 
 def rescue(host: Host, context: Any, instance: Any, network_info: Any, image_meta: Any) -> None:

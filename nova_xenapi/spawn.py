@@ -43,6 +43,8 @@ class Host:
     cache_images: str = "none"
     max_kernel_size: int = 16 * units.Mi
     unplug_retries: int = 10
+    coalesce_max_attempts: int = 20
+    coalesce_poll_interval: float = 5.0
 
 
 def discard_vm(session: XenAPISession, vm_ref: str) -> None:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import uuid as uuidlib
+from pathlib import Path
 
 import pytest
 import XenAPI
 
 from nova_xenapi.testing import vhd_images
 from tests.conftest import local_sr
+from xapisim.vhd import DynamicVhd
+from xapisim.vhd import check as vhd_check
 
 MIB = 1 << 20
 SIZE = 8 * MIB
@@ -52,10 +55,21 @@ def test_download_puts_a_checked_chain_into_the_sr(plugged, glance_api, tmp_path
     result = _download(x, host, sr, glance_api, image_id, n=4)
     assert len(result["vdis"]) == 3 and result["root"]["uuid"] == result["vdis"][0]
     assert not [p for p in sr_dir.iterdir() if p.name.startswith(".nova-staging")]
+    # in the SR: the leaf over its hidden parents, each linked to the next by name
+    links = []
+    for uuid in result["vdis"]:
+        with DynamicVhd(str(sr_dir / f"{uuid}.vhd")) as vhd:
+            links.append((vhd.hidden, Path(vhd.parent.path).stem if vhd.parent else None))
+    assert links == [(False, result["vdis"][1]), (True, result["vdis"][2]), (True, None)]
+    assert vhd_check(str(sr_dir / f"{result['root']['uuid']}.vhd"), parents=True) == []
+    # the scan introduces the leaf; the SR's garbage collector then folds the base copies,
+    # each with a single child, into it
     x.SR.scan(sr)
     leaf = x.VDI.get_by_uuid(result["root"]["uuid"])
-    assert x.VDI.get_sm_config(leaf) == {"vhd-parent": result["vdis"][1]}
-    assert [x.VDI.get_managed(x.VDI.get_by_uuid(u)) for u in result["vdis"]] == [True, False, False]
+    assert x.VDI.get_managed(leaf) and x.VDI.get_sm_config(leaf) == {}
+    gone = {result["vdis"][1], result["vdis"][2]}
+    assert not gone & {p.stem for p in sr_dir.glob("*.vhd")}
+    assert not gone & {x.VDI.get_uuid(v) for v in x.SR.get_VDIs(sr)}
     assert sim.backend.disks.read_all(x.SR.get_uuid(sr), "ext", result["root"]["uuid"]) == \
         vhd_images.expected(SIZE, LAYERS)
 

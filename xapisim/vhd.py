@@ -311,6 +311,45 @@ def create_child(path: str, parent: str) -> None:
         os.close(fd)
 
 
+def coalesce_parent(path: str) -> str:
+    """Fold the parent of the differencing disk at ``path`` into it; return the parent's path.
+
+    What the storage manager's garbage collector does to a base copy with a
+    single child: afterwards ``path`` holds what its parent held under its
+    own data and names its grandparent as parent (or is a dynamic disk if
+    there was none), keeping its unique id, so disks below it stay valid, and
+    its hidden flag.  The caller deletes the parent's file.  The new file is
+    written beside ``path`` and renamed over it, so a failure changes nothing.
+    """
+    tmp = path + ".coalescing"
+    with DynamicVhd(path) as child:
+        if child.parent is None:
+            raise VhdError(f"{path} has no parent to coalesce")
+        parent = child.parent
+        grandparent = parent.parent.path if parent.parent else None
+        footer = bytearray(child.footer)
+        try:
+            if grandparent:
+                create_child(tmp, grandparent)
+            else:
+                create_dynamic(tmp, child.size)
+            with DynamicVhd(tmp, writable=True) as out:
+                for index in range(child.block_count()):
+                    # blocks either layer holds; the grandparent's stay where they are
+                    if child.bat[index] != UNUSED or parent.bat[index] != UNUSED:
+                        start = index * child.block_size
+                        out.write_at(start, child.block_data(index)[:child.size - start])
+                new_footer = bytearray(out.footer)
+                new_footer[68:84] = footer[68:84]  # the unique id children point at
+                new_footer[HIDDEN_OFFSET] = footer[HIDDEN_OFFSET]
+                _rewrite_footers(out.fd, _with_checksum(new_footer, FOOTER_CHECKSUM))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return parent.path
+
+
 def check(path: str, parents: bool = False) -> list[str]:
     """Problems found in the VHD at ``path``; [] if valid.
 

@@ -39,7 +39,7 @@ class DirectVhdTest(base.XenAPIFunctionalBase):
         self.assertEqual(1024 ** 3, int(root["virtual_size"]))
         self.assertEqual(vhd_images.expected(SIZE, LAYERS), self._root_bytes(server))
 
-        # the image stays in the SR as a cached base: the downloaded leaf over its base copies
+        # the image stays in the SR as a cached base, a leaf over the base copy its clone made
         bases = [r for r in self.api_x.VDI.get_all_records().values()
                  if r["other_config"].get(image_cache.CACHE_KEY) == image]
         self.assertEqual(1, len(bases))

@@ -9,11 +9,11 @@ removed.  This is how VHDs put into the SR by hand or by a dom0 plugin become
 VDIs.  A file that is not a readable VHD, or whose parent is missing, is
 skipped (the real storage manager logs and skips it too).
 
-``collect_garbage`` removes hidden VHDs that no VHD of the SR uses as a
-parent any more, with their unmanaged records: what the storage manager's
-garbage collector does after the last child of a base copy is deleted
-(asynchronously on a real host; at once here).  Coalescing a single child
-into its parent is not simulated.
+``collect_garbage`` is the storage manager's garbage collector (run in the
+background on a real host; at once here, after a VDI's destroy and on each
+scan): a hidden VHD that no VHD uses as a parent any more is deleted, and a
+hidden VHD left with a single child is coalesced into that child, so the
+chain of a disk whose snapshots are gone shrinks back.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ..call import Call
 from ..registry import api
-from ..vhd import DynamicVhd, VhdError
-from .vdi import sr_info, update_sr_usage
+from ..vhd import DynamicVhd, VhdError, coalesce_parent
+from .vdi import scanned_vdi, sr_info, update_sr_usage
 
 _VHD_NAME = re.compile(r"\A([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.vhd\Z")
 
@@ -39,7 +39,6 @@ def _vhd_files(call: Call, sr: str) -> dict[str, Path] | None:
 
 def _scan_files(call: Call, sr: str) -> None:
     store = call.store
-    disks = call.backend.disks
     sr_uuid, sr_type = sr_info(store, sr)
     on_disk = _vhd_files(call, sr)
     if on_disk is None:
@@ -54,50 +53,92 @@ def _scan_files(call: Call, sr: str) -> None:
                 parent = Path(vhd.parent.path) if vhd.parent else None
         except VhdError:
             continue  # not a VHD xapisim can read: the real SM would log and skip it too
-        sm_config = {"vhd-parent": parent.stem} if parent else {}
-        ref = store.create("VDI", {"name_label": "base copy" if hidden else "", "SR": sr,
-                                   "virtual_size": size, "type": "user", "managed": not hidden,
-                                   "read_only": hidden, "location": uuid, "other_config": {},
-                                   "sm_config": sm_config, "xenstore_data": {}})
-        store.change_uuid("VDI", ref, uuid)
-        store.set("VDI", ref, physical_utilisation=disks.physical_size(sr_uuid, sr_type, uuid, size))
-        call.backend.refresh("VDI", ref)
+        scanned_vdi(call, sr, uuid, size, hidden, parent.stem if parent else None)
     for uuid, ref in known.items():
         rec = store.get("VDI", ref)
         if uuid not in on_disk and not rec["VBDs"]:
             store.destroy("VDI", ref)
 
 
+def _chains(call: Call, sr: str) -> tuple[dict[str, list[str]], set[str]]:
+    """Children of each VHD by uuid, and the hidden VHDs, of a file SR."""
+    children: dict[str, list[str]] = {}
+    hidden: set[str] = set()
+    for uuid, f in (_vhd_files(call, sr) or {}).items():
+        try:
+            with DynamicVhd(str(f)) as vhd:
+                if vhd.parent:
+                    children.setdefault(Path(vhd.parent.path).stem, []).append(uuid)
+                if vhd.hidden:
+                    hidden.add(uuid)
+        except VhdError:
+            continue
+    return children, hidden
+
+
+def _collectable(store, records: dict[str, str], uuid: str) -> bool:
+    """A hidden VHD the collector may remove: no managed record, not plugged anywhere."""
+    ref = records.get(uuid)
+    return ref is None or not (store.get("VDI", ref)["managed"] or store.get("VDI", ref)["VBDs"])
+
+
 def collect_garbage(call: Call, sr: str) -> None:
-    """Delete hidden VHDs of a file SR that are no VHD's parent, with their records."""
+    """What SM's garbage collector does on a file SR, at once rather than in the background:
+    hidden VHDs that are nobody's parent are deleted, and a hidden VHD with a single child is
+    coalesced into it (unless the child is a leaf whose ``other_config:leaf-coalesce`` is
+    ``false``), until neither applies."""
     store = call.store
+    disks = call.backend.disks
+    sr_uuid, sr_type = sr_info(store, sr)
+    if not disks.is_file_sr(sr_type):
+        return
     while True:
-        files = _vhd_files(call, sr)
-        if files is None:
-            return
-        parents, hidden = set(), {}
-        for f in files.values():
-            try:
-                with DynamicVhd(str(f)) as vhd:
-                    if vhd.parent:
-                        parents.add(Path(vhd.parent.path).name)
-                    if vhd.hidden:
-                        hidden[f.name] = f
-            except VhdError:
-                continue
-        removed = False
+        children, hidden = _chains(call, sr)
         records = {store.get("VDI", v)["uuid"]: v for v in store.get("SR", sr)["VDIs"]}
-        for name, f in hidden.items():
-            ref = records.get(f.stem)
-            if name in parents or (ref is not None and (store.get("VDI", ref)["managed"]
-                                                        or store.get("VDI", ref)["VBDs"])):
+        done = False
+        for uuid in sorted(hidden):
+            if not _collectable(store, records, uuid):
                 continue
-            f.unlink()
-            removed = True
-            if ref is not None:
-                store.destroy("VDI", ref)
-        if not removed:
+            kids = children.get(uuid, [])
+            if not kids:
+                disks.destroy(sr_uuid, sr_type, uuid)
+            elif len(kids) == 1 and _may_coalesce(store, records, kids[0], hidden):
+                _coalesce(call, sr, records, kids[0])
+            else:
+                continue
+            if uuid in records:
+                store.destroy("VDI", records[uuid])
+            done = True
+            break  # the chains changed: look again
+        if not done:
             return
+
+
+def _may_coalesce(store, records: dict[str, str], child: str, hidden: set[str]) -> bool:
+    ref = records.get(child)
+    if child in hidden or ref is None:
+        return True
+    return store.get("VDI", ref)["other_config"].get("leaf-coalesce") != "false"
+
+
+def _coalesce(call: Call, sr: str, records: dict[str, str], child: str) -> None:
+    store = call.store
+    disks = call.backend.disks
+    sr_uuid, sr_type = sr_info(store, sr)
+    path = disks.path(sr_uuid, sr_type, child)
+    Path(coalesce_parent(str(path))).unlink()
+    ref = records.get(child)
+    if ref is None:
+        return
+    with DynamicVhd(str(path)) as vhd:
+        grandparent = Path(vhd.parent.path).stem if vhd.parent else None
+    sm_config = {k: v for k, v in store.get("VDI", ref)["sm_config"].items() if k != "vhd-parent"}
+    if grandparent:
+        sm_config["vhd-parent"] = grandparent
+    size = int(store.get("VDI", ref)["virtual_size"])
+    store.set("VDI", ref, sm_config=sm_config,
+              physical_utilisation=disks.physical_size(sr_uuid, sr_type, child, size))
+    call.backend.refresh("VDI", ref)
 
 
 @api("SR", "scan")

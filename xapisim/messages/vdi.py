@@ -1,6 +1,11 @@
 """VDI.*: create, destroy, clone, snapshot, copy, resize, with SR space accounting."""
 from __future__ import annotations
 
+import os
+import subprocess
+import uuid as uuidlib
+
+from .. import vhd
 from ..call import Call
 from ..datamodel import NULL_REF, classes
 from ..disks import ISO_SR_TYPES, round_size
@@ -171,20 +176,90 @@ def _copy_into(call: Call, src: str, sr: str, name: str, extra: dict, op: str) -
         return new
 
 
+def scanned_vdi(call: Call, sr: str, uuid: str, size: int, hidden: bool,
+                parent_uuid: str | None) -> str:
+    """The record of a VHD found in (or put into) a file SR: a hidden one is a "base copy"."""
+    store = call.store
+    sr_uuid, sr_type = sr_info(store, sr)
+    ref = store.create("VDI", {"name_label": "base copy" if hidden else "", "SR": sr,
+                               "virtual_size": size, "type": "user", "managed": not hidden,
+                               "read_only": hidden, "location": uuid, "other_config": {},
+                               "sm_config": {"vhd-parent": parent_uuid} if parent_uuid else {},
+                               "xenstore_data": {}})
+    store.change_uuid("VDI", ref, uuid)
+    store.set("VDI", ref, physical_utilisation=call.backend.disks.physical_size(
+        sr_uuid, sr_type, uuid, size))
+    call.backend.refresh("VDI", ref)
+    return ref
+
+
+def _set_parent(call: Call, vdi: str, parent_uuid: str) -> None:
+    store = call.store
+    store.set("VDI", vdi, sm_config={**store.get("VDI", vdi)["sm_config"], "vhd-parent": parent_uuid})
+    call.backend.refresh("VDI", vdi)
+
+
+def _double_snapshot(call: Call, src: str, extra: dict, op: str) -> str:
+    """Clone or snapshot on a file SR, as the VHD storage manager does it: the source's VHD
+    becomes a hidden base copy and both the source and the new VDI become empty children of it.
+    Nothing is copied; the garbage collector folds the base copy back once one child is left."""
+    store = call.store
+    disks = call.backend.disks
+    with Operation(call, "VDI", src, op), store.lock:
+        rec = store.get("VDI", src)
+        sr = rec["SR"]
+        sr_uuid, sr_type = sr_info(store, sr)
+        size = int(rec["virtual_size"])
+        new = new_vdi(call, sr, rec["name_label"], size, rec["type"], {
+            "name_description": rec["name_description"], "other_config": dict(rec["other_config"]),
+            "sharable": rec["sharable"], "xenstore_data": dict(rec["xenstore_data"]), **extra})
+        base_uuid = str(uuidlib.uuid4())
+        leaf = disks.path(sr_uuid, sr_type, rec["uuid"])
+        base = disks.path(sr_uuid, sr_type, base_uuid)
+        copy = disks.path(sr_uuid, sr_type, store.get("VDI", new)["uuid"])
+        try:
+            os.rename(leaf, base)
+            try:
+                vhd.set_hidden(str(base), True)
+                vhd.create_child(str(leaf), str(base))
+            except BaseException:
+                leaf.unlink(missing_ok=True)
+                vhd.set_hidden(str(base), False)
+                os.rename(base, leaf)
+                raise
+            copy.unlink()
+            vhd.create_child(str(copy), str(base))
+        except (OSError, vhd.VhdError, subprocess.CalledProcessError) as e:
+            destroy_vdi(call, new)
+            # SM's code for a failed snapshot (unverified against a real host)
+            raise XapiError("SR_BACKEND_FAILURE_82", "",
+                            f"Failed to snapshot VDI [opterr={e}]", "") from None
+        scanned_vdi(call, sr, base_uuid, size, True, rec["sm_config"].get("vhd-parent"))
+        for ref in (src, new):
+            _set_parent(call, ref, base_uuid)
+            store.set("VDI", ref, physical_utilisation=disks.physical_size(
+                sr_uuid, sr_type, store.get("VDI", ref)["uuid"], size))
+        update_sr_usage(call, sr)
+        return new
+
+
+def _clone_or_snapshot(call: Call, vdi: str, extra: dict, op: str) -> str:
+    rec = call.store.get("VDI", vdi)
+    _check_sr_usable(call, rec["SR"], "VDI_" + op)
+    if call.backend.disks.is_file_sr(sr_info(call.store, rec["SR"])[1]):
+        return _double_snapshot(call, vdi, extra, op)
+    return _copy_into(call, vdi, rec["SR"], rec["name_label"], extra, op)
+
+
 @api("VDI", "clone", cancellable=True)
 def clone(call: Call, vdi: str, driver_params: dict) -> str:
-    rec = call.store.get("VDI", vdi)
-    _check_sr_usable(call, rec["SR"], "VDI_clone")
-    return _copy_into(call, vdi, rec["SR"], rec["name_label"], {}, "clone")
+    return _clone_or_snapshot(call, vdi, {}, "clone")
 
 
 @api("VDI", "snapshot", cancellable=True)
 def snapshot(call: Call, vdi: str, driver_params: dict) -> str:
-    rec = call.store.get("VDI", vdi)
-    _check_sr_usable(call, rec["SR"], "VDI_snapshot")
-    return _copy_into(call, vdi, rec["SR"], rec["name_label"],
-                      {"is_a_snapshot": True, "snapshot_of": vdi, "snapshot_time": now(),
-                       "read_only": False}, "snapshot")
+    return _clone_or_snapshot(call, vdi, {"is_a_snapshot": True, "snapshot_of": vdi,
+                                          "snapshot_time": now(), "read_only": False}, "snapshot")
 
 
 @api("VDI", "copy", cancellable=True)
