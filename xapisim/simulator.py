@@ -155,12 +155,13 @@ class Simulator:
         port = self.ssh_port
         for address in addresses:
             server = SSHServer(address, port, key, self.config.password,
-                               lambda a=address: self._dom0_of(a))
+                               lambda a=address: self.dom0_of(a))
             port = server.port
             self.ssh_servers.append(server)
         self.ssh_port = port
 
-    def _dom0_of(self, address: str) -> Path:
+    def dom0_of(self, address: str) -> Path:
+        """The directory standing for the dom0 of the host at ``address``."""
         found = self.host_at(address)
         if found is None:
             raise OSError(f"no host at {address}")

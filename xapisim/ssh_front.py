@@ -1,8 +1,9 @@
 """SSH into a simulated dom0, as operators (and xenapi-bootstrap) reach a real one.
 
-One paramiko server per host address: ``root`` with the pool password, a
-host key made on first start (its SHA-256 fingerprint is printed by the
-simulator so clients can pin it).  SFTP works on the host's dom0 directory
+One paramiko server per host address: ``root`` with the pool password or a
+key listed in that dom0's ``/root/.ssh/authorized_keys``, a host key made
+on first start (its SHA-256 fingerprint is printed by the simulator so
+clients can pin it).  SFTP works on the host's dom0 directory
 as if it were ``/`` (absolute symlinks are kept inside it).  ``exec`` runs a
 small set of dom0 commands against the simulated state; anything else exits
 127 (``command not found``), as a missing binary would.
@@ -56,8 +57,22 @@ class _Auth(paramiko.ServerInterface):
             return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
 
+    def check_auth_publickey(self, username, key):
+        """root's keys in the dom0's /root/.ssh/authorized_keys (trust between dom0s)."""
+        if username != "root":
+            return paramiko.AUTH_FAILED
+        try:
+            lines = (self.root / "root/.ssh/authorized_keys").read_text().splitlines()
+        except OSError:
+            return paramiko.AUTH_FAILED
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == key.get_name() and fields[1] == key.get_base64():
+                return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
     def get_allowed_auths(self, username):
-        return "password"
+        return "publickey,password"
 
     def check_channel_request(self, kind, chanid):
         return paramiko.OPEN_SUCCEEDED if kind == "session" else \

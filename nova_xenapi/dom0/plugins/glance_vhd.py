@@ -31,41 +31,22 @@ import queue
 import re
 import shutil
 import ssl
-import subprocess
 import tarfile
 import tempfile
 import threading
 import urllib.parse
 
 import dom0_pluginlib
+import dom0_vhdchain
 import XenAPIPlugin
 
-SR_MOUNT = "/var/run/sr-mount"
+_fail = dom0_vhdchain.fail
+
 CHUNK = 1 << 20
-MAX_CHAIN = 30
 TIMEOUT = 300
-_UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+MAX_CHAIN = dom0_vhdchain.MAX_CHAIN
 _MEMBER = re.compile(r"\A(?:\./)?([0-9]{1,2})\.vhd\Z")
 _TOKEN = re.compile(r"\A[\x21-\x7e]{0,8192}\Z")  # visible ASCII: no header injection
-
-
-def _fail(code, *params):
-    raise XenAPIPlugin.Failure(code, [str(p) for p in params])
-
-
-def _uuid(value, name):
-    if not _UUID.match(value):
-        dom0_pluginlib.invalid(name, value, "not a UUID")
-    return value
-
-
-def _uuids(args, name):
-    values = [v for v in dom0_pluginlib.arg(args, name).split(",") if v]
-    if not 1 <= len(values) <= MAX_CHAIN:
-        dom0_pluginlib.invalid(name, len(values), f"between 1 and {MAX_CHAIN} UUIDs expected")
-    if len(set(values)) != len(values):
-        dom0_pluginlib.invalid(name, args[name], "repeated UUID")
-    return [_uuid(v, name) for v in values]
 
 
 def _endpoint(args):
@@ -88,14 +69,6 @@ def _token(args):
     return token
 
 
-def _sr_path(args):
-    sr = _uuid(dom0_pluginlib.arg(args, "sr_uuid"), "sr_uuid")
-    path = dom0_pluginlib.host_path(SR_MOUNT + "/" + sr)  # a UUID: no path can hide in it
-    if not os.path.isdir(path):
-        _fail("SR_NOT_MOUNTED", sr)
-    return path
-
-
 def _connect(url):
     if url.scheme == "https":
         context = ssl.create_default_context()
@@ -106,12 +79,6 @@ def _connect(url):
 
 def _image_path(url, image_id):
     return url.path.rstrip("/") + f"/v2/images/{image_id}/file"
-
-
-def _vhd_util(*args):
-    proc = subprocess.run(["vhd-util"] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
-    return proc.returncode, proc.stdout.strip()
 
 
 def _check_http(resp, image_id):
@@ -190,47 +157,16 @@ def _receive(resp, staging, image_id):
     return len(seen)
 
 
-def _link_chain(staging, count, uuids, image_id):
-    """Rename ``<n>.vhd`` to ``<uuid>.vhd``, relink base → leaf, hide parents, check; the paths."""
-    paths = []
-    for n in range(count):
-        path = os.path.join(staging, f"{uuids[n]}.vhd")
-        os.rename(os.path.join(staging, f"{n}.vhd"), path)
-        paths.append(path)
-        rc, out = _vhd_util("check", "-n", path)  # each file as it came, before any change
-        if rc:
-            _fail("IMAGE_INVALID_VHD", image_id, " ".join(out.split())[:300])
-    for n in reversed(range(count - 1)):
-        rc, out = _vhd_util("modify", "-n", paths[n], "-p", paths[n + 1])
-        if rc:
-            _fail("IMAGE_BAD_CHAIN", image_id, out[:200])
-    rc, out = _vhd_util("query", "-n", paths[0], "-f")
-    if rc or "hidden: 0" not in out:
-        _fail("IMAGE_BAD_CHAIN", image_id, "the leaf VHD is missing or hidden")
-    for parent in paths[1:]:
-        rc, out = _vhd_util("set", "-n", parent, "-f", "hidden", "-v", "1")
-        if rc:
-            _fail("IMAGE_BAD_CHAIN", image_id, out[:200])
-    rc, out = _vhd_util("check", "-n", paths[0], "-p")
-    if rc:
-        _fail("IMAGE_INVALID_VHD", image_id, " ".join(out.split())[:300])
-    rc, out = _vhd_util("query", "-n", paths[-1], "-p")
-    if rc or not out.endswith("has no parent"):
-        _fail("IMAGE_BAD_CHAIN", image_id, "the last VHD of the chain has a parent")
-    return paths
-
-
 def _transfer_args(args):
     """The arguments both directions take: image id, Glance endpoint, token, SR directory."""
-    return (_uuid(dom0_pluginlib.arg(args, "image_id"), "image_id"), _endpoint(args),
-            _token(args), _sr_path(args))
+    return (dom0_vhdchain.uuid_arg(dom0_pluginlib.arg(args, "image_id"), "image_id"),
+            _endpoint(args), _token(args), dom0_vhdchain.sr_path(args))
 
 
 def download_vhd(session, args):
     image_id, url, token, sr_path = _transfer_args(args)
-    uuids = _uuids(args, "uuids")
+    uuids = dom0_vhdchain.uuids_arg(args, "uuids")
     staging = tempfile.mkdtemp(prefix=".nova-staging-", dir=sr_path)
-    moved = []
     try:
         conn = _connect(url)
         try:
@@ -245,17 +181,8 @@ def download_vhd(session, args):
             conn.close()
         if count > len(uuids):
             _fail("IMAGE_BAD_CHAIN", image_id, f"{count} VHDs but {len(uuids)} UUIDs")
-        paths = _link_chain(staging, count, uuids, image_id)
-        for path in reversed(paths):  # parents first: a scan never sees a leaf without its parent
-            target = os.path.join(sr_path, os.path.basename(path))
-            if os.path.exists(target):
-                _fail("VDI_EXISTS", os.path.basename(path))
-            os.rename(path, target)
-            moved.append(target)
-    except BaseException:
-        for target in moved:
-            os.remove(target)
-        raise
+        paths = dom0_vhdchain.link_chain(staging, count, uuids, "IMAGE", image_id)
+        dom0_vhdchain.move_into_sr(paths, sr_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     leaf = uuids[0]
@@ -289,19 +216,10 @@ class _ChunkedSender:
 
 def upload_vhd(session, args):
     image_id, url, token, sr_path = _transfer_args(args)
-    chain = _uuids(args, "vdi_uuids")
+    chain = dom0_vhdchain.uuids_arg(args, "vdi_uuids")
     level = dom0_pluginlib.int_arg(args, "compression_level", 0, 9) \
         if args.get("compression_level") else 0
-    files = []
-    for n, vdi in enumerate(chain):
-        path = os.path.join(sr_path, f"{vdi}.vhd")
-        if not os.path.isfile(path):
-            _fail("VDI_MISSING", vdi)
-        if n + 1 < len(chain):
-            rc, out = _vhd_util("query", "-n", path, "-p")
-            if rc or os.path.basename(out) != f"{chain[n + 1]}.vhd":
-                _fail("IMAGE_BAD_CHAIN", image_id, f"{chain[n + 1]} is not the parent of {vdi}")
-        files.append(path)
+    files = dom0_vhdchain.chain_files(sr_path, chain, "IMAGE", image_id)
     conn = _connect(url)
     try:
         conn.putrequest("PUT", _image_path(url, image_id))
