@@ -88,7 +88,7 @@ def _failure(sides, address, fn, args) -> list[str]:
 
 
 def _receive_args(sim, sides, instance, count=2, **extra):
-    args = {"instance_uuid": instance, "source_host": SRC, "source_port": str(sim.ssh_port),
+    args = {"instance_uuid": instance, "disk": "root", "source_host": SRC, "source_port": str(sim.ssh_port),
             "count": str(count), "sr_uuid": sides[DST][0].SR.get_uuid(sides[DST][2]),
             "uuids": ",".join(str(uuidlib.uuid4()) for _ in range(count))}
     args.update(extra)
@@ -102,11 +102,12 @@ def test_a_chain_moves_between_dom0s_and_the_staged_copy_goes(hosts, tmp_path):
     instance = str(uuidlib.uuid4())
     x, _, sr, src_dir, src_root = sides[SRC]
     staged = json.loads(_call(sides, SRC, "stage_vhds", {
-        "instance_uuid": instance, "sr_uuid": x.SR.get_uuid(sr), "vdi_uuids": ",".join(chain)}))
+        "instance_uuid": instance, "disk": "root", "sr_uuid": x.SR.get_uuid(sr),
+        "vdi_uuids": ",".join(chain)}))
     assert staged["count"] == 2
     staged_dir = src_root / "images" / f"instance{instance}"
-    assert sorted(p.name for p in staged_dir.iterdir()) == ["0.vhd", "1.vhd"]
-    assert os.path.samefile(staged_dir / "0.vhd", src_dir / f"{chain[0]}.vhd")  # a hard link
+    assert sorted(p.name for p in (staged_dir / "root").iterdir()) == ["0.vhd", "1.vhd"]
+    assert os.path.samefile(staged_dir / "root/0.vhd", src_dir / f"{chain[0]}.vhd")  # a hard link
 
     args = _receive_args(sim, sides, instance)
     got = json.loads(_call(sides, DST, "receive_vhds", args))
@@ -132,7 +133,8 @@ def test_without_root_trust_the_transfer_fails_and_leaves_nothing(hosts, tmp_pat
     chain = _source_chain(sim, sides, tmp_path)
     instance = str(uuidlib.uuid4())
     x, _, sr = sides[SRC][:3]
-    _call(sides, SRC, "stage_vhds", {"instance_uuid": instance, "sr_uuid": x.SR.get_uuid(sr),
+    _call(sides, SRC, "stage_vhds", {"instance_uuid": instance, "disk": "root",
+                                      "sr_uuid": x.SR.get_uuid(sr),
                                       "vdi_uuids": ",".join(chain)})
     dst_dir = sides[DST][3]
     before = sorted(p.name for p in dst_dir.iterdir())
@@ -148,7 +150,8 @@ def test_an_unknown_source_host_key_is_refused(hosts, tmp_path):
     (sides[DST][4] / "root/.ssh/known_hosts").write_text("")
     instance = str(uuidlib.uuid4())
     x, _, sr = sides[SRC][:3]
-    _call(sides, SRC, "stage_vhds", {"instance_uuid": instance, "sr_uuid": x.SR.get_uuid(sr),
+    _call(sides, SRC, "stage_vhds", {"instance_uuid": instance, "disk": "root",
+                                      "sr_uuid": x.SR.get_uuid(sr),
                                       "vdi_uuids": ",".join(_source_chain(sim, sides, tmp_path))})
     details = _failure(sides, DST, "receive_vhds", _receive_args(sim, sides, instance))
     assert details[0] == "MIGRATION_TRANSFER_FAILED" and "Host key verification failed" in details[3]
@@ -160,7 +163,7 @@ def test_a_broken_chain_is_not_staged(hosts, tmp_path):
     x, _, sr, _, root = sides[SRC]
     instance = str(uuidlib.uuid4())
     details = _failure(sides, SRC, "stage_vhds", {
-        "instance_uuid": instance, "sr_uuid": x.SR.get_uuid(sr),
+        "instance_uuid": instance, "disk": "root", "sr_uuid": x.SR.get_uuid(sr),
         "vdi_uuids": ",".join(reversed(chain))})
     assert details[0] == "MIGRATION_BAD_CHAIN"
     assert not (root / "images" / f"instance{instance}").exists()
@@ -179,13 +182,15 @@ def test_a_broken_chain_is_not_staged(hosts, tmp_path):
     ("receive_vhds", {"sr_uuid": "../x"}),
     ("stage_vhds", {"instance_uuid": "x/../../y"}),
     ("stage_vhds", {"vdi_uuids": "../../etc/passwd"}),
+    ("stage_vhds", {"disk": "../root"}),
+    ("receive_vhds", {"disk": "root/../../x"}),
     ("remove_staged", {"instance_uuid": "../images"}),
 ])
 def test_hostile_arguments_are_refused(hosts, fn, bad):
     sim, sides = hosts
     instance = str(uuidlib.uuid4())
     x, _, sr = sides[SRC][:3]
-    args = {"stage_vhds": {"instance_uuid": instance, "sr_uuid": x.SR.get_uuid(sr),
+    args = {"stage_vhds": {"instance_uuid": instance, "disk": "root", "sr_uuid": x.SR.get_uuid(sr),
                            "vdi_uuids": str(uuidlib.uuid4())},
             "remove_staged": {"instance_uuid": instance},
             "receive_vhds": _receive_args(sim, sides, instance)}[fn]

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """nova-xenapi dom0 plugin: VHD chains between two hosts' dom0s, for resize and cold migration.
 
-On the source, ``stage_vhds`` puts the instance's chain (leaf first) under
-``/images/instance<uuid>/`` as ``0.vhd`` .. ``N.vhd``: hard links, since
+On the source, ``stage_vhds`` puts the chain (leaf first) of one of the
+instance's disks (``disk``: ``root`` or ``ephemeral<n>``) under
+``/images/instance<uuid>/<disk>/`` as ``0.vhd`` .. ``N.vhd``: hard links, since
 ``/images`` lies in the SR (xenapi-bootstrap links it there), so the staged
 chain stays as it was even if the SR's garbage collector rewrites a file.
 On the destination, ``receive_vhds`` fetches those files from the source's
@@ -10,8 +11,8 @@ dom0 over SFTP as root (``sftp`` in batch mode with root's own key and the
 known_hosts of dom0: the root trust between dom0s that migrations have
 always needed; host keys are checked) into a staging directory inside its
 SR, then gives them the caller's UUIDs, relinks and checks the chain and
-moves it in, as the Glance download does.  ``remove_staged`` removes a
-staged chain once the migration is confirmed or reverted.
+moves it in, as the Glance download does.  ``remove_staged`` removes an
+instance's staged disks once the migration is confirmed or reverted.
 """
 
 import json
@@ -30,6 +31,7 @@ SSH_DIR = "/root/.ssh"
 KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 TIMEOUT = 3600
 # a host name or an IPv4/IPv6 address; never starts with "-" (no option can hide in it)
+_DISK = re.compile(r"\A(root|ephemeral[0-9]{1,2})\Z")
 _HOST = re.compile(r"\A(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|[0-9A-Fa-f:.]{2,45})\Z")
 fail = dom0_vhdchain.fail
 
@@ -38,22 +40,30 @@ def _instance(args):
     return dom0_vhdchain.uuid_arg(dom0_pluginlib.arg(args, "instance_uuid"), "instance_uuid")
 
 
-def _staged_dir(instance):
+def _disk(args):
+    disk = dom0_pluginlib.arg(args, "disk")
+    if not _DISK.match(disk):
+        dom0_pluginlib.invalid("disk", disk, "not root or ephemeral<n>")
+    return disk
+
+
+def _staged_dir(instance, *disk):
     images = dom0_pluginlib.host_path(IMAGES)
     if not os.path.isdir(images):
         fail("IMAGES_DIR_MISSING", IMAGES, "run xenapi-bootstrap to link it into the SR")
-    return dom0_pluginlib.path_under(IMAGES, "instance" + instance)
+    return dom0_pluginlib.path_under(IMAGES, "instance" + instance, *disk)
 
 
 def stage_vhds(session, args):
     instance = _instance(args)
+    disk = _disk(args)
     sr = dom0_vhdchain.sr_path(args)
     chain = dom0_vhdchain.uuids_arg(args, "vdi_uuids")
     files = dom0_vhdchain.chain_files(sr, chain, "MIGRATION", instance)
-    target = _staged_dir(instance)
+    target = _staged_dir(instance, disk)
     if os.path.exists(target):
         shutil.rmtree(target)  # an earlier attempt's: the chain is staged afresh
-    os.mkdir(target, 0o700)
+    os.makedirs(target, 0o700)
     try:
         for n, path in enumerate(files):
             staged = os.path.join(target, f"{n}.vhd")
@@ -80,6 +90,7 @@ def _ssh_options(port):
 
 def receive_vhds(session, args):
     instance = _instance(args)
+    disk = _disk(args)
     host = dom0_pluginlib.arg(args, "source_host")
     if not _HOST.match(host) or ".." in host:
         dom0_pluginlib.invalid("source_host", host, "not a host name or address")
@@ -91,7 +102,7 @@ def receive_vhds(session, args):
     sr = dom0_vhdchain.sr_path(args)
     staging = tempfile.mkdtemp(prefix=".nova-staging-", dir=sr)
     try:
-        remote = f"{IMAGES}/instance{instance}"
+        remote = f"{IMAGES}/instance{instance}/{disk}"
         batch = "".join(f'get "{remote}/{n}.vhd" "{staging}/{n}.vhd"\n' for n in range(count))
         target = "[" + host + "]" if ":" in host else host
         try:
