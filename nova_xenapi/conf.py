@@ -115,6 +115,10 @@ _OPTS = [
                     "(0: do not wait)."),
     cfg.BoolOpt("remap_vbd_dev", default=False, help="Rename VBD devices (e.g. sd -> xvd)."),
     cfg.StrOpt("remap_vbd_dev_prefix", default="sd", help="Prefix of remapped VBD devices."),
+    cfg.PortOpt("dom0_ssh_port", default=22,
+                help="SSH port of this host's dom0. Resize and cold migration copy disks "
+                     "from the source dom0 to the destination's over SFTP as root, so every "
+                     "dom0 must trust the others' root keys (and know their host keys)."),
     cfg.IntOpt("num_vbd_unplug_retries", default=10, min=0,
                help="Retries of VBD.unplug when the guest holds the device."),
     # VM behaviour.

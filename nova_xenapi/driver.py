@@ -20,6 +20,7 @@ from nova_xenapi import (
     image_cache,
     images,
     lifecycle,
+    migration,
     plugins,
     session,
     snapshot,
@@ -224,6 +225,29 @@ class XenAPIDriver(driver.ComputeDriver):
                 destroy_disks: bool = True, migrate_data: Any = None, destroy_vifs: bool = True,
                 destroy_secrets: bool = True) -> None:
         spawn.destroy(self.host, instance, destroy_disks)
+
+    # ------------------------------------------------- resize, cold migration
+    def migrate_disk_and_power_off(self, context: Any, instance: Any, dest: str, flavor: Any,
+                                   network_info: Any, block_device_info: Any = None,
+                                   timeout: int = 0, retry_interval: int = 0) -> str:
+        return migration.migrate_disk_and_power_off(self.host, instance, flavor, timeout,
+                                                    CONF.xenserver.dom0_ssh_port)
+
+    def finish_migration(self, context: Any, migration_: Any, instance: Any, disk_info: str,
+                         network_info: Any, image_meta: Any, resize_instance: bool,
+                         allocations: Any, block_device_info: Any = None,
+                         power_on: bool = True, share_info: Any = None) -> None:
+        migration.finish_migration(self.host, context, instance, image_meta, disk_info,
+                                   network_info, power_on)
+
+    def confirm_migration(self, context: Any, migration_: Any, instance: Any,
+                          network_info: Any) -> None:
+        migration.confirm_migration(self.host, instance)
+
+    def finish_revert_migration(self, context: Any, instance: Any, network_info: Any,
+                                migration_: Any, block_device_info: Any = None,
+                                power_on: bool = True, share_info: Any = None) -> None:
+        migration.finish_revert_migration(self.host, instance, power_on)
 
     def reboot(self, context: Any, instance: Any, network_info: Any, reboot_type: str,
                block_device_info: Any = None, bad_volumes_callback: Any = None,

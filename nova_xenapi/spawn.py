@@ -125,55 +125,72 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     images.check_bootable(image_meta)
     if vm.lookup(session, instance.name):
         raise exception.InstanceExists(name=instance.name)
-    props = image_props(image_meta)
-    ami = image_meta.disk_format == "ami"
-    if ami and not instance.kernel_id:
+    if image_meta.disk_format == "ami" and not instance.kernel_id:
         raise exception.ImageUnacceptable(image_id=image_meta.id,
                                           reason="an AMI image needs a kernel_id property")
-    mode = "pv" if ami else vm.boot_mode({**props, "vm_mode": instance.vm_mode})
     root_size = images.root_disk_size(instance, image_meta)
     sr = disks.find_sr(session, host.sr_filter)
     host.handler.check_sr(session, sr)
+    check_auto_disk_config(host, instance)
+    with Rollback() as rb:
+        root = _root_disk(host, rb, context, sr, instance, image_meta, root_size)
+        return build(host, rb, context, instance, image_meta, sr, root, network_info,
+                     injected_files, admin_password, power_on)
+
+
+def check_auto_disk_config(host: Host, instance: Any) -> None:
     if instance.auto_disk_config and host.independent_compute:
         raise exception.NotSupportedWithOption(operation="auto_disk_config",
                                                option="[xenserver] independent_compute")
+
+
+def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any, sr: str,
+          root: str, network_info: Any, injected_files: Any = None,
+          admin_password: str | None = None, power_on: bool = True,
+          ephemeral: str | None = None) -> str:
+    """The VM of ``instance`` around its root VDI (already as big as the flavor): the root
+    partition grown (auto_disk_config), swap, the ephemeral disk (``ephemeral``, or a new one),
+    the config drive, VIFs; started if ``power_on``.  Each step's undo goes on ``rb``."""
+    session = host.session
     flavor = instance.flavor
-    with Rollback() as rb:
-        root = _root_disk(host, rb, context, sr, instance, image_meta, root_size)
-        if instance.auto_disk_config and root_size:
-            root_partition.grow(session, root, instance.name, host.unplug_retries)
-        os_type = props.get("os_type") or instance.os_type or host.default_os_type
-        disk_list = [(disks.ROOT, root, True, False)]
-        if flavor.swap:
-            size = int(flavor.swap) * units.Mi
-            swap = add_vdi(host, rb, sr, instance, "swap", size)
-            blank_disks.fill_swap(session, swap, size, os_type)
-            disk_list.append((disks.SWAP, swap, False, False))
-        if flavor.ephemeral_gb:
-            size = int(flavor.ephemeral_gb) * units.Gi
-            ephemeral = add_vdi(host, rb, sr, instance, "ephemeral", size)
-            blank_disks.fill_ephemeral(session, ephemeral, size, os_type)
-            disk_list.append((disks.EPHEMERAL, ephemeral, False, False))
-        if configdrive.required_by(instance):
-            cd = _config_drive(host, rb, sr, instance, injected_files, admin_password, network_info)
-            disk_list.append((disks.CONFIG_DRIVE, cd, False, True))
-        record = vm.build_record(
-            instance, instance.name, mode,
-            secure_boot=props.get("os_secure_boot") == "required",
-            os_type=os_type,
-            host_ref=session.host_ref)
-        if ami:
-            record.update(_ami_boot(host, rb, context, sr, instance))
-        vm_ref = vm.create(session, record)
-        rb.add("VM", discard_vm, session, vm_ref)
-        for userdevice, vdi, bootable, read_only in disk_list:
-            disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only)
-        host.vifs.plug_all(vm_ref, network_info)
-        if configdrive.required_by(instance):
-            configdrive.update_instance(instance)
-        if power_on:
-            vm.start(session, vm_ref, host.running_timeout)
-    LOG.info("Spawned %s as a %s VM", instance.name, mode.upper())
+    props = image_props(image_meta)
+    ami = image_meta.disk_format == "ami"
+    mode = "pv" if ami else vm.boot_mode({**props, "vm_mode": instance.vm_mode})
+    if instance.auto_disk_config and flavor.root_gb:
+        root_partition.grow(session, root, instance.name, host.unplug_retries)
+    os_type = props.get("os_type") or instance.os_type or host.default_os_type
+    disk_list = [(disks.ROOT, root, True, False)]
+    if flavor.swap:
+        size = int(flavor.swap) * units.Mi
+        swap = add_vdi(host, rb, sr, instance, "swap", size)
+        blank_disks.fill_swap(session, swap, size, os_type)
+        disk_list.append((disks.SWAP, swap, False, False))
+    if ephemeral is None and flavor.ephemeral_gb:
+        size = int(flavor.ephemeral_gb) * units.Gi
+        ephemeral = add_vdi(host, rb, sr, instance, "ephemeral", size)
+        blank_disks.fill_ephemeral(session, ephemeral, size, os_type)
+    if ephemeral is not None:
+        disk_list.append((disks.EPHEMERAL, ephemeral, False, False))
+    if configdrive.required_by(instance):
+        cd = _config_drive(host, rb, sr, instance, injected_files, admin_password, network_info)
+        disk_list.append((disks.CONFIG_DRIVE, cd, False, True))
+    record = vm.build_record(
+        instance, instance.name, mode,
+        secure_boot=props.get("os_secure_boot") == "required",
+        os_type=os_type,
+        host_ref=session.host_ref)
+    if ami:
+        record.update(_ami_boot(host, rb, context, sr, instance))
+    vm_ref = vm.create(session, record)
+    rb.add("VM", discard_vm, session, vm_ref)
+    for userdevice, vdi, bootable, read_only in disk_list:
+        disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only)
+    host.vifs.plug_all(vm_ref, network_info)
+    if configdrive.required_by(instance):
+        configdrive.update_instance(instance)
+    if power_on:
+        vm.start(session, vm_ref, host.running_timeout)
+    LOG.info("Built %s as a %s VM", instance.name, mode.upper())
     return vm_ref
 
 

@@ -12,12 +12,11 @@ import os
 import shutil
 import uuid as uuidlib
 
-import paramiko
 import pytest
 import XenAPI
 
 from nova_xenapi.dom0 import PLUGIN_DIR
-from nova_xenapi.testing import vhd_images
+from nova_xenapi.testing import dom0_trust, vhd_images
 from tests.conftest import PASSWORD, local_sr, login
 from xapisim import SimConfig, Simulator, host_configs
 from xapisim.backend import HostConfig
@@ -44,24 +43,9 @@ def hosts(tmp_path):
             sr = local_sr(x, host)
             root = sim.dom0_of(address)
             sr_dir = root / "var/run/sr-mount" / x.SR.get_uuid(sr)
-            (sr_dir / "os-images").mkdir(exist_ok=True)
-            (root / "images").symlink_to(sr_dir / "os-images")  # as xenapi-bootstrap links it
+            dom0_trust.link_images(root, sr_dir)
             sides[address] = (x, host, sr, sr_dir, root)
         yield sim, sides
-
-
-def _trust(sim, sides, source=SRC, dest=DST):
-    """The destination dom0 may log into the source's as root, knowing its host key."""
-    key = paramiko.ECDSAKey.generate()
-    ssh = sides[dest][4] / "root/.ssh"
-    ssh.mkdir(parents=True, exist_ok=True)
-    key.write_private_key_file(str(ssh / "id_ecdsa"))
-    host_key = paramiko.RSAKey(filename=str(sim.state_dir / "ssh_host_rsa_key"))
-    (ssh / "known_hosts").write_text(
-        f"[{source}]:{sim.ssh_port} {host_key.get_name()} {host_key.get_base64()}\n")
-    auth = sides[source][4] / "root/.ssh"
-    auth.mkdir(parents=True, exist_ok=True)
-    (auth / "authorized_keys").write_text(f"{key.get_name()} {key.get_base64()} dom0-{dest}\n")
 
 
 def _source_chain(sim, sides, tmp_path) -> list[str]:
@@ -97,7 +81,7 @@ def _receive_args(sim, sides, instance, count=2, **extra):
 
 def test_a_chain_moves_between_dom0s_and_the_staged_copy_goes(hosts, tmp_path):
     sim, sides = hosts
-    _trust(sim, sides)
+    dom0_trust.trust(sim, SRC, DST)
     chain = _source_chain(sim, sides, tmp_path)
     instance = str(uuidlib.uuid4())
     x, _, sr, src_dir, src_root = sides[SRC]
@@ -128,7 +112,7 @@ def test_a_chain_moves_between_dom0s_and_the_staged_copy_goes(hosts, tmp_path):
 
 def test_without_root_trust_the_transfer_fails_and_leaves_nothing(hosts, tmp_path):
     sim, sides = hosts
-    _trust(sim, sides)
+    dom0_trust.trust(sim, SRC, DST)
     (sides[SRC][4] / "root/.ssh/authorized_keys").write_text("")  # the source does not trust it
     chain = _source_chain(sim, sides, tmp_path)
     instance = str(uuidlib.uuid4())
@@ -146,7 +130,7 @@ def test_without_root_trust_the_transfer_fails_and_leaves_nothing(hosts, tmp_pat
 
 def test_an_unknown_source_host_key_is_refused(hosts, tmp_path):
     sim, sides = hosts
-    _trust(sim, sides)
+    dom0_trust.trust(sim, SRC, DST)
     (sides[DST][4] / "root/.ssh/known_hosts").write_text("")
     instance = str(uuidlib.uuid4())
     x, _, sr = sides[SRC][:3]

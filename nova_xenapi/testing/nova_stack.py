@@ -30,6 +30,7 @@ from nova_xenapi import conf as _xenserver_opts  # noqa: F401 - registers [xense
 from nova_xenapi.dom0 import PLUGIN_DIR
 from nova_xenapi.testing.xapi_objects import diskless_vm
 from xapisim import SimConfig, Simulator, host_configs
+from xapisim.backend import HostConfig
 
 PASSWORD = "functional-pw"
 IMAGE_BYTES = 4 * 1024 * 1024
@@ -68,6 +69,11 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     #: a real Glance API process for the whole class instead of Nova's in-memory fixture
     REAL_GLANCE = False
     SR_TYPE = "ext"
+    #: SSH into the dom0s, /images linked into the SR and root trust between the dom0s, as
+    #: resize and migration need
+    DOM0_SSH = False
+    #: standalone hosts (each its own pool) beside the first, for a second nova-compute
+    STANDALONE_HOSTS = 0
     glance_server = None
 
     @classmethod
@@ -95,15 +101,22 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
         self.device_dir = os.path.join(self.state_dir, "guest-devices")
+        others = [[HostConfig(f"127.0.0.{n + 2}", f"xs-host-{n + 2}", self.HOST_MEMORY_MIB, 8)]
+                  for n in range(self.STANDALONE_HOSTS)]
         config = SimConfig(password=PASSWORD, hosts=host_configs(1, self.HOST_MEMORY_MIB, 8),
+                           other_pools=others,
                            auth_failure_delay=0.0, device_dir=self.device_dir, sr_type=self.SR_TYPE,
                            plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])
-        self.sim = Simulator(config, self.state_dir, ssh_port=0 if self.BOOTSTRAP else None).start()
+        ssh = self.BOOTSTRAP or self.DOM0_SSH
+        self.sim = Simulator(config, self.state_dir, ssh_port=0 if ssh else None).start()
         self.addCleanup(self.sim.stop)
         if self.BOOTSTRAP:
             self.bootstrap_output = self._bootstrap()
         else:
-            prepare_host(self.sim.url)
+            for n in range(self.STANDALONE_HOSTS + 1):
+                prepare_host(self.sim.url_of(f"127.0.0.{n + 1}"))
+        if self.DOM0_SSH:
+            self._prepare_dom0s()
         self.flags(compute_driver="xenapi.XenAPIDriver")
         self.flags(api_paste_config=os.path.join(sys.prefix, "etc", "nova", "api-paste.ini"),
                    group="wsgi")
@@ -122,6 +135,24 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.xapi.xenapi.login_with_password("root", PASSWORD, "2.21", "functional-check")
         self.addCleanup(self.xapi.xenapi.session.logout)
         self.compute_vm = self._make_compute_vm()
+
+    def _prepare_dom0s(self) -> None:
+        from nova_xenapi.testing import dom0_trust
+        addresses = [h.address for h in self.sim.config.hosts] + \
+            [h.address for pool in self.sim.config.other_pools for h in pool]
+        for address in addresses:
+            s = XenAPI.Session(self.sim.url_of(address))
+            s.xenapi.login_with_password("root", PASSWORD, "2.21", "functional-setup")
+            try:
+                sr = s.xenapi.pool.get_default_SR(s.xenapi.pool.get_all()[0])
+                sr_uuid = s.xenapi.SR.get_uuid(sr)
+            finally:
+                s.xenapi.session.logout()
+            root = self.sim.dom0_of(address)
+            dom0_trust.link_images(root, root / "var/run/sr-mount" / sr_uuid)
+            for source in addresses:
+                dom0_trust.trust(self.sim, source, address)
+        self.flags(dom0_ssh_port=self.sim.ssh_port, group="xenserver")
 
     def _make_compute_vm(self) -> str:
         """A running VM standing for the one nova-compute runs in, as on a real host."""
