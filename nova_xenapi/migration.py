@@ -83,6 +83,18 @@ def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: 
         raise _refuse(instance, "the server has no root disk to move")
     _check_no_shrink(session, instance, flavor, found)
     sr_uuid = _file_sr(session, session.call_xenapi("VDI.get_SR", found[disks.ROOT]), instance)
+    try:
+        return _stop_and_stage(host, instance, flavor, timeout, ssh_port, vm_ref, found, sr_uuid)
+    except exception.InstanceFaultRollback:
+        raise
+    except Exception as exc:
+        # every step was undone: the VM is running under its name again, nothing is staged
+        raise _refuse(instance, f"could not stage the disks: {exc}") from exc
+
+
+def _stop_and_stage(host: Host, instance: Any, flavor: Any, timeout: int, ssh_port: int,
+                    vm_ref: str, found: dict[str, str], sr_uuid: str) -> str:
+    session = host.session
     with Rollback() as rb:
         if vm.get_state(session, vm_ref) != "Halted":
             if not (timeout and vm.clean_shutdown(session, vm_ref, timeout)):

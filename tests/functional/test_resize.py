@@ -5,6 +5,8 @@ from __future__ import annotations
 import urllib.request
 
 import XenAPI
+from nova import context, objects
+from nova.tests.functional.api import client
 
 from nova_xenapi.testing import nova_stack as base
 
@@ -110,6 +112,23 @@ class ResizeRefusedTest(_ResizeBase):
         self._delete_server(server)
         self.assertHostClean()
 
+    def test_a_failed_staging_puts_the_server_back_running(self):
+        server, data = self._boot()
+        (self.sim.dom0_of("127.0.0.1") / "images").unlink()  # as if bootstrap never ran
+        self.api.post_server_action(server["id"], {"resize": {"flavorRef": self.big}})
+        self._wait_for_instance_action_event(server, "resize", "compute_resize_instance", "Error")
+        server = self._wait_for_state_change(server, "ACTIVE")
+        faults = objects.InstanceFaultList.get_by_instance_uuids(context.get_admin_context(),
+                                                                 [server["id"]])
+        self.assertIn("IMAGES_DIR_MISSING", faults[0].message)
+        rec = self.vm_of(server)  # named as before, running again, its disk untouched
+        self.assertEqual("Running", rec["power_state"])
+        self.assertEqual(server["id"], rec["other_config"]["nova_uuid"])
+        vbd, root = self.disk(server)
+        self.assertEqual(data, self.read_vdi(vbd["VDI"], len(data)))
+        self._delete_server(server)
+        self.assertHostClean()
+
 
 class ColdMigrationTest(_ResizeBase):
     """Two nova-computes, each on its own standalone host (its own pool)."""
@@ -176,3 +195,21 @@ class ColdMigrationTest(_ResizeBase):
                               if "nova_instance_uuid" in r["other_config"]])
         self._delete_server(server)
         self.assertHostClean()
+
+    def test_a_failed_transfer_leaves_the_destination_clean_and_the_source_whole(self):
+        server, data = self._boot()
+        (self.sim.dom0_of("127.0.0.2") / "root/.ssh/known_hosts").write_text("")
+        try:
+            self.api.post_server_action(server["id"], {"migrate": None})
+        except client.OpenStackApiException:
+            pass  # the tests run RPC casts as calls, so the compute's error may come back here
+        server = self._wait_for_server_parameter(server, {"status": "ERROR"})
+        self.assertIn("Host key verification failed", server["fault"]["message"] +
+                      server["fault"].get("details", ""))
+        self.assertEqual([], self._guests(self.other.xenapi))
+        self.assertEqual([], [r["name_label"] for r in self.other.xenapi.VDI.get_all_records()
+                              .values() if "nova_instance_uuid" in r["other_config"]
+                              or not r["managed"]])
+        (orig,) = self._guests(self.api_x)  # the source keeps the halted VM and its disk
+        root_vbd = [v for v in orig["VBDs"] if self.api_x.VBD.get_userdevice(v) == "0"][0]
+        self.assertEqual(data, self.read_vdi(self.api_x.VBD.get_VDI(root_vbd), len(data)))
