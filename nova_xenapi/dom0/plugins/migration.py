@@ -79,7 +79,7 @@ def stage_vhds(session, args):
 
 def _ssh_options(port):
     ssh_dir = dom0_pluginlib.host_path(SSH_DIR)
-    options = ["-P", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+    options = ["-P", str(port), "-B", "131072", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                "-o", "UserKnownHostsFile=" + os.path.join(ssh_dir, "known_hosts"),
                "-o", "IdentitiesOnly=yes"]
     for key in KEYS:
