@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ from nova.objects import fields as obj_fields
 from oslo_serialization import jsonutils
 from oslo_utils import units, versionutils
 
-from nova_xenapi import disks
+from nova_xenapi import disks, plugins
 from nova_xenapi.session import XenAPISession
 
 CONF = nova_conf.CONF
@@ -122,13 +121,8 @@ def inventory(s: HostStats, existing: dict[str, dict]) -> dict[str, dict]:
 
 
 def uptime(session: XenAPISession) -> str:
-    """`uptime`-style text from the host's recorded boot time."""
-    other = session.call_xenapi("host.get_other_config", session.host_ref)
-    booted = float(other.get("boot_time", "0") or 0)
-    secs = max(0, int(time.time() - booted)) if booted else 0
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    return f"up {days} days, {hours:2d}:{rem // 60:02d}"
+    """dom0's ``uptime`` output (with its load averages), from the ``xenhost.py`` plugin."""
+    return plugins.call(session, "xenhost.py", "host_uptime")
 
 
 def set_enabled(session: XenAPISession, enabled: bool) -> str:

@@ -144,3 +144,10 @@ def test_kernel_removal_stays_in_boot_guest(plugged):
     for bad in ("/etc/passwd", "/boot/guest/../../etc/passwd", "/boot/guest/a/b"):
         assert _failure(x.host.call_plugin, host, "kernel.py", "remove_kernel_ramdisk",
                         {"kernel-file": bad})[0] == "INVALID_ARGUMENT"
+
+
+def test_host_uptime_is_dom0s_uptime_output(plugged):
+    sim, x = plugged
+    host = x.host.get_all()[0]
+    out = x.host.call_plugin(host, "xenhost.py", "host_uptime", {})
+    assert " up " in out and "load average" in out
