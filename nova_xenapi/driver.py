@@ -162,6 +162,9 @@ class XenAPIDriver(driver.ComputeDriver):
     def get_host_ip_addr(self) -> str:
         return self.session.call_xenapi("host.get_address", self.session.host_ref)
 
+    def host_power_action(self, action: str) -> str:
+        return host_ops.power_action(self.session, action)
+
     def set_host_enabled(self, enabled: bool) -> str:
         return host_ops.set_enabled(self.session, enabled)
 

@@ -1,4 +1,4 @@
-"""The XAPI host as Nova sees it: resources, inventory, uptime, maintenance."""
+"""The XAPI host as Nova sees it: resources, inventory, uptime, maintenance, power."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import os_resource_classes as orc
 from nova import conf as nova_conf
+from nova import exception
 from nova.objects import fields as obj_fields
 from oslo_serialization import jsonutils
 from oslo_utils import units, versionutils
@@ -128,6 +129,23 @@ def uptime(session: XenAPISession) -> str:
 def set_enabled(session: XenAPISession, enabled: bool) -> str:
     session.call_xenapi("host.enable" if enabled else "host.disable", session.host_ref)
     return "enabled" if enabled else "disabled"
+
+
+def power_action(session: XenAPISession, action: str) -> str:
+    """Reboot or shut down the host (disabled first, so nothing new starts; XAPI shuts down the
+    VMs still running there), or power it on through the pool master."""
+    if action == "startup":
+        session.call_async("host.power_on", session.host_ref, timeout=None)
+        return action
+    if action not in ("reboot", "shutdown"):
+        raise exception.NovaException(f"unknown host power action {action!r}")
+    session.call_xenapi("host.disable", session.host_ref)
+    try:
+        session.call_async(f"host.{action}", session.host_ref, timeout=None)
+    except Exception:
+        session.call_xenapi("host.enable", session.host_ref)  # nothing happened: leave it usable
+        raise
+    return action
 
 
 def maintenance_mode(session: XenAPISession, on: bool) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from nova import conf as nova_conf
 from nova.tests.functional.api import client
@@ -441,3 +442,31 @@ class InterfaceAndConsoleTest(base.XenAPIFunctionalBase):
     def _instance(self, server):
         from nova import context, objects
         return objects.Instance.get_by_uuid(context.get_admin_context(), server["id"])
+
+
+class HostPowerActionTest(base.XenAPIFunctionalBase):
+    """os-hosts power actions (API microversions before 2.43) reach XAPI's host.reboot & co."""
+
+    def test_reboot_stops_the_servers_and_brings_the_host_back_enabled(self):
+        server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        host = self.api_x.host.get_all()[0]
+        booted = self.api_x.host.get_other_config(host)["boot_time"]
+        time.sleep(1.1)  # boot_time has a resolution of one second
+        self.admin_api.microversion = "2.42"
+        body = self.admin_api.api_get("/os-hosts/compute/reboot").body
+        self.assertEqual({"host": "compute", "power_action": "reboot"}, body)
+        self.assertEqual("Halted", self.vm_of(server)["power_state"])
+        self.assertTrue(self.api_x.host.get_enabled(host))
+        self.assertNotEqual(booted, self.api_x.host.get_other_config(host)["boot_time"])
+        self.admin_api.microversion = self.microversion
+        server = self._wait_for_state_change(server, "SHUTOFF")  # Nova saw the VM stop
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_startup_without_a_power_on_mode_is_refused_and_the_host_stays_usable(self):
+        self.admin_api.microversion = "2.42"
+        exc = self.assertRaises(client.OpenStackApiException, self.admin_api.api_get,
+                                "/os-hosts/compute/startup")
+        self.assertIn(exc.response.status_code, (400, 500, 501))
+        host = self.api_x.host.get_all()[0]
+        self.assertTrue(self.api_x.host.get_enabled(host))

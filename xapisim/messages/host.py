@@ -1,13 +1,26 @@
-"""host.*: plugins, time, memory, enable/disable."""
+"""host.*: plugins, time, memory, enable/disable, and power (reboot, shutdown, power_on).
+
+Power follows xapi_host.ml: ``reboot``/``shutdown`` need the host disabled
+(``HOST_NOT_DISABLED``), then every VM still running on it is shut down, as
+prepare_for_poweroff does.  A rebooted host is back at once, enabled, with a
+new ``other_config:boot_time``; a host that was shut down stops answering
+(its address refuses connections) and its metrics say it is not live until
+``host.power_on`` (called through another member), which needs a
+``power_on_mode`` (``HOST_POWER_ON_MODE_DISABLED``; unverified: the check
+is in xapi's forwarding layer, and the mode's plugin is not simulated).
+Unlike a real reboot of a pool master, sessions survive it here.
+"""
 from __future__ import annotations
 
 import time
 
 from ..call import Call
+from ..datamodel import NULL_REF
+from ..errors import XapiError
 from ..plugins import run_plugin
 from ..registry import api
 from ..values import XDateTime, now
-from .vm import host_memory_free
+from .vm import bring_down, host_memory_free
 
 
 @api("host", "call_plugin")
@@ -56,3 +69,60 @@ def enable(call: Call, host: str) -> str:
 def get_uncooperative_resident_vms(call: Call, host: str) -> list:
     call.store.get("host", host)
     return []
+
+
+def _power_off(call: Call, host: str) -> dict:
+    store = call.store
+    rec = store.get("host", host)
+    if rec["enabled"]:
+        raise XapiError("HOST_NOT_DISABLED")
+    for vm in list(rec["resident_VMs"]):  # bring_down takes each off this list
+        vm_rec = store.get("VM", vm)
+        if not vm_rec["is_control_domain"] and vm_rec["power_state"] in ("Running", "Paused"):
+            bring_down(call, vm)
+    return rec
+
+
+def _booted(call: Call, host: str) -> None:
+    store = call.store
+    rec = store.get("host", host)
+    stamp = f"{time.time():.0f}."
+    store.set("host", host, enabled=True,
+              other_config={**rec["other_config"], "boot_time": stamp, "agent_start_time": stamp})
+    if rec["metrics"] != NULL_REF:
+        store.set("host_metrics", rec["metrics"], live=True)
+
+
+@api("host", "reboot")
+def reboot(call: Call, host: str) -> str:
+    with call.store.lock:
+        _power_off(call, host)
+        _booted(call, host)
+    return ""
+
+
+@api("host", "shutdown")
+def shutdown(call: Call, host: str) -> str:
+    with call.store.lock:
+        rec = _power_off(call, host)
+        if rec["metrics"] != NULL_REF:
+            call.store.set("host_metrics", rec["metrics"], live=False)
+    call.backend.faults.killed_hosts.add(rec["address"])
+    return ""
+
+
+@api("host", "power_on")
+def power_on(call: Call, host: str) -> str:
+    with call.store.lock:
+        rec = call.store.get("host", host)
+        if not rec["power_on_mode"]:
+            raise XapiError("HOST_POWER_ON_MODE_DISABLED")
+        call.backend.faults.killed_hosts.discard(rec["address"])
+        _booted(call, host)
+    return ""
+
+
+@api("host", "set_power_on_mode")
+def set_power_on_mode(call: Call, host: str, power_on_mode: str, power_on_config: dict) -> str:
+    call.store.set("host", host, power_on_mode=power_on_mode, power_on_config=dict(power_on_config))
+    return ""
