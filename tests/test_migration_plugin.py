@@ -22,8 +22,6 @@ from xapisim import SimConfig, Simulator, host_configs
 from xapisim.backend import HostConfig
 from xapisim.vhd import DynamicVhd, set_hidden, set_parent
 
-pytestmark = pytest.mark.skipif(not shutil.which("sftp"), reason="needs OpenSSH's sftp client")
-
 MIB = 1 << 20
 SIZE = 8 * MIB
 LAYERS = [{0: b"\x11" * (3 * MIB)}, {MIB: b"\x22" * 4096, 5 * MIB: b"\x33" * MIB}]
