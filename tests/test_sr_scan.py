@@ -5,6 +5,9 @@ import subprocess
 import sys
 import uuid as uuidlib
 
+import pytest
+import XenAPI
+
 MIB = 1 << 20
 
 
@@ -165,3 +168,32 @@ def test_a_clone_of_a_clone_keeps_every_disk_readable_as_the_chain_shrinks(sim, 
     assert client("VDI.get_sm_config", third) == {}
     assert [client("VDI.get_managed", v) for v in client("SR.get_VDIs", sr)
             if client("VDI.get_name_label", v) == "base copy"] == []
+
+
+def test_clones_of_an_unchanged_disk_share_one_base_copy(sim, client):
+    """blktap links a snapshot of an empty leaf to the leaf's parent, so a cached image can be
+    cloned for every instance without its chain growing (and without hitting the limit of 30)."""
+    sr = client("pool.get_default_SR", client("pool.get_all")[0])
+    sr_dir = sim.backend.disks.sr_dir(client("SR.get_uuid", sr))
+    image = _new_vdi(client, sr)
+    _write(sim, client, image, 0, b"I" * MIB)
+    clones = [client("VDI.clone", image, {}) for _ in range(40)]
+    base = client("VDI.get_sm_config", image)["vhd-parent"]
+    assert {client("VDI.get_sm_config", c)["vhd-parent"] for c in clones} == {base}
+    assert client("VDI.get_sm_config", client("VDI.get_by_uuid", base)) == {}
+    assert len(list(sr_dir.glob("*.vhd"))) == 42  # the image, its base copy, 40 clones
+    assert all(_read(sim, client, c)[:MIB] == b"I" * MIB for c in clones[::13])
+
+
+def test_a_chain_30_deep_cannot_be_snapshotted_again(sim, client):
+    sr = client("pool.get_default_SR", client("pool.get_all")[0])
+    disk = _new_vdi(client, sr)
+    for n in range(29):  # data before each snapshot: every one adds a base copy
+        _write(sim, client, disk, 0, bytes([n + 1]) * 512)
+        client("VDI.snapshot", disk, {})
+    _write(sim, client, disk, 0, b"x" * 512)
+    before = set(client("SR.get_VDIs", sr))
+    with pytest.raises(XenAPI.Failure) as e:
+        client("VDI.snapshot", disk, {})
+    assert e.value.details[0] == "SR_BACKEND_FAILURE_109"
+    assert set(client("SR.get_VDIs", sr)) == before

@@ -22,6 +22,7 @@ parents of a chain, and so does this module's ``set_hidden``.
 """
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import subprocess
@@ -46,6 +47,12 @@ MAX_CHAIN = 30  # blktap refuses deeper chains; so does this reader
 
 class VhdError(Exception):
     pass
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros(size: int) -> bytes:
+    """A block of zeros, shared: every open VHD needs one and they are 2 MiB each."""
+    return bytes(size)
 
 
 def checksum(data: bytes | bytearray, field: int) -> int:
@@ -102,7 +109,7 @@ class DynamicVhd:
         raw = os.pread(self.fd, entries * 4, table_offset)
         self.bat = list(struct.unpack(f">{entries}I", raw))
         self.end = os.fstat(self.fd).st_size - SECTOR  # where the trailing footer starts
-        self._zero = bytes(block_size)
+        self._zero = _zeros(block_size)
 
     @property
     def hidden(self) -> bool:
@@ -293,12 +300,13 @@ def create_dynamic(path: str, size: int) -> None:
                     path, str(size)], check=True)
 
 
-def create_child(path: str, parent: str) -> None:
+def create_child(path: str, parent: str, size: int | None = None) -> None:
     """A new differencing disk at ``path`` over ``parent`` (``vhd-util snapshot``): an empty
-    dynamic disk of the parent's size whose footers are turned into a differencing disk's."""
+    dynamic disk of ``size`` (the parent's by default) whose footers are turned into a
+    differencing disk's."""
     with DynamicVhd(parent) as p:
-        size, parent_id = p.size, p.unique_id
-    create_dynamic(path, size)
+        parent_size, parent_id = p.size, p.unique_id
+    create_dynamic(path, size or parent_size)
     fd = os.open(path, os.O_RDWR)
     try:
         footer = bytearray(os.pread(fd, SECTOR, 0))
@@ -309,6 +317,24 @@ def create_child(path: str, parent: str) -> None:
         _write_parent(fd, FOOTER.unpack(bytes(footer))[3], path, parent, parent_id)
     finally:
         os.close(fd)
+
+
+def snapshot_target(parent: str) -> str:
+    """The VHD a new snapshot of ``parent`` links to, as ``vhd-util snapshot`` picks it: the
+    first of ``parent`` and its ancestors that is not an empty differencing disk (one with no
+    block allocated), so snapshots of an unchanged disk do not deepen its chain."""
+    target = parent
+    while True:
+        with DynamicVhd(target) as vhd:
+            if vhd.parent is None or any(entry != UNUSED for entry in vhd.bat):
+                return target
+            target = vhd.parent.path
+
+
+def depth(path: str) -> int:
+    """How many VHDs the chain of ``path`` holds (``path`` included)."""
+    with DynamicVhd(path) as vhd:
+        return len(vhd.chain())
 
 
 def coalesce_parent(path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid as uuidlib
+from pathlib import Path
 
 from .. import vhd
 from ..call import Call
@@ -200,9 +201,11 @@ def _set_parent(call: Call, vdi: str, parent_uuid: str) -> None:
 
 
 def _double_snapshot(call: Call, src: str, extra: dict, op: str) -> str:
-    """Clone or snapshot on a file SR, as the VHD storage manager does it: the source's VHD
-    becomes a hidden base copy and both the source and the new VDI become empty children of it.
-    Nothing is copied; the garbage collector folds the base copy back once one child is left."""
+    """Clone or snapshot on a file SR, as SM's FileSR does it: the source's VHD becomes a hidden
+    base copy and both the source and the new VDI become empty children of it.  Nothing is
+    copied.  If the source holds no data of its own, blktap's ``vhd-util snapshot`` links both
+    children to its parent instead and no base copy is kept, so cloning an unchanged disk again
+    and again does not deepen its chain.  A chain already ``MAX_CHAIN`` deep is refused."""
     store = call.store
     disks = call.backend.disks
     with Operation(call, "VDI", src, op), store.lock:
@@ -210,33 +213,41 @@ def _double_snapshot(call: Call, src: str, extra: dict, op: str) -> str:
         sr = rec["SR"]
         sr_uuid, sr_type = sr_info(store, sr)
         size = int(rec["virtual_size"])
+        leaf = disks.path(sr_uuid, sr_type, rec["uuid"])
+        if vhd.depth(str(leaf)) >= vhd.MAX_CHAIN:
+            # SM's SnapshotChainTooLong (its code unverified against a real host)
+            raise XapiError("SR_BACKEND_FAILURE_109", "", "The snapshot chain is too long", "")
         new = new_vdi(call, sr, rec["name_label"], size, rec["type"], {
             "name_description": rec["name_description"], "other_config": dict(rec["other_config"]),
             "sharable": rec["sharable"], "xenstore_data": dict(rec["xenstore_data"]), **extra})
         base_uuid = str(uuidlib.uuid4())
-        leaf = disks.path(sr_uuid, sr_type, rec["uuid"])
         base = disks.path(sr_uuid, sr_type, base_uuid)
         copy = disks.path(sr_uuid, sr_type, store.get("VDI", new)["uuid"])
         try:
             os.rename(leaf, base)
             try:
-                vhd.set_hidden(str(base), True)
-                vhd.create_child(str(leaf), str(base))
+                target = vhd.snapshot_target(str(base))
+                vhd.create_child(str(leaf), target, size)
             except BaseException:
                 leaf.unlink(missing_ok=True)
-                vhd.set_hidden(str(base), False)
                 os.rename(base, leaf)
                 raise
             copy.unlink()
-            vhd.create_child(str(copy), str(base))
+            vhd.create_child(str(copy), target, size)
+            if target == str(base):
+                vhd.set_hidden(str(base), True)
+            else:
+                base.unlink()  # it held nothing: both children hang off its parent
         except (OSError, vhd.VhdError, subprocess.CalledProcessError) as e:
             destroy_vdi(call, new)
             # SM's code for a failed snapshot (unverified against a real host)
             raise XapiError("SR_BACKEND_FAILURE_82", "",
                             f"Failed to snapshot VDI [opterr={e}]", "") from None
-        scanned_vdi(call, sr, base_uuid, size, True, rec["sm_config"].get("vhd-parent"))
+        parent_uuid = Path(target).stem
+        if target == str(base):
+            scanned_vdi(call, sr, base_uuid, size, True, rec["sm_config"].get("vhd-parent"))
         for ref in (src, new):
-            _set_parent(call, ref, base_uuid)
+            _set_parent(call, ref, parent_uuid)
             store.set("VDI", ref, physical_utilisation=disks.physical_size(
                 sr_uuid, sr_type, store.get("VDI", ref)["uuid"], size))
         update_sr_usage(call, sr)
