@@ -14,6 +14,7 @@ import XenAPIPlugin
 PLUGIN_API_VERSION = "3.1"
 
 _INT = re.compile(r"\A[0-9]{1,18}\Z")
+_DEV = re.compile(r"\A(xvd[a-z]{1,2}|sd[a-z])\Z")  # a disk xapi plugged into dom0
 
 
 def invalid(name, value, why):
@@ -38,6 +39,14 @@ def int_arg(args, name, low, high):
     if not low <= number <= high:
         invalid(name, value, f"outside {low}..{high}")
     return number
+
+
+def device(args):
+    """The ``dev`` argument, a disk plugged into dom0: (its name, its ``/dev`` path)."""
+    dev = arg(args, "dev")
+    if not _DEV.match(dev):
+        invalid("dev", dev, "not an accepted device name")
+    return dev, host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
 
 
 def dom0_root():

@@ -15,7 +15,6 @@ import dom0_pluginlib
 import XenAPIPlugin
 
 KERNEL_DIR = "/boot/guest"
-_DEV = re.compile(r"\A(xvd[a-z]{1,2}|sd[a-z])\Z")
 _FILE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 CHUNK = 1 << 20
 
@@ -28,13 +27,12 @@ def _name(args, key, pattern):
 
 
 def copy_vdi(session, args):
-    dev = _name(args, "dev", _DEV)
+    dev, source = dom0_pluginlib.device(args)
     filename = _name(args, "filename", _FILE)
     max_size = dom0_pluginlib.int_arg(args, "max_size", 0, 2 ** 40)
     length = dom0_pluginlib.int_arg(args, "length", 0, 2 ** 40)
     if length > max_size:
         raise XenAPIPlugin.Failure("KERNEL_TOO_LARGE", [str(length), str(max_size)])
-    source = dom0_pluginlib.host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
     target = dom0_pluginlib.path_under(KERNEL_DIR, filename)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     left = length

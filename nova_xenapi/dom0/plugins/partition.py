@@ -15,7 +15,6 @@ nothing; the driver then boots the disk as it is, as the old driver did.
 """
 
 import os
-import re
 import stat
 import struct
 import subprocess
@@ -25,7 +24,6 @@ import dom0_pluginlib
 import XenAPIPlugin
 
 SECTOR = 512
-_DEV = re.compile(r"\A(xvd[a-z]{1,2}|sd[a-z])\Z")
 _MBR_LINUX = 0x83
 _MBR_GPT = 0xEE
 _GPT_SIGNATURE = b"EFI PART"
@@ -184,10 +182,7 @@ def _check_ext(fd, start):
 
 
 def grow_root(session, args):
-    dev = dom0_pluginlib.arg(args, "dev")
-    if not _DEV.match(dev):
-        dom0_pluginlib.invalid("dev", dev, "not an accepted device name")
-    path = dom0_pluginlib.host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
+    dev, path = dom0_pluginlib.device(args)
     fd = os.open(path, os.O_RDWR)
     try:
         disk = _disk_sectors(fd)
