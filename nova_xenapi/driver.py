@@ -259,13 +259,7 @@ class XenAPIDriver(driver.ComputeDriver):
                   CONF.xenserver.running_timeout)
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
-        ref = vm.find(self.session, instance)
-        state = vm.get_state(self.session, ref)
-        if state == "Halted":
-            return
-        if timeout and state == "Running" and vm.clean_shutdown(self.session, ref, timeout):
-            return
-        vm.force_off(self.session, ref)
+        vm.power_off(self.session, vm.find(self.session, instance), timeout)
 
     def power_on(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
                  accel_info: Any = None, share_info: Any = None) -> None:

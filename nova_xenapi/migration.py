@@ -96,9 +96,7 @@ def _stop_and_stage(host: Host, instance: Any, flavor: Any, timeout: int, ssh_po
                     vm_ref: str, found: dict[str, str], sr_uuid: str) -> str:
     session = host.session
     with Rollback() as rb:
-        if vm.get_state(session, vm_ref) != "Halted":
-            if not (timeout and vm.clean_shutdown(session, vm_ref, timeout)):
-                vm.hard_shutdown(session, vm_ref)
+        if vm.power_off(session, vm_ref, timeout):
             rb.add("power", vm.start, session, vm_ref, host.running_timeout)
         _rename(session, vm_ref, instance.name + ORIG_SUFFIX, instance.uuid, orig=True)
         rb.add("name", _rename, session, vm_ref, instance.name, instance.uuid, False)
@@ -174,17 +172,13 @@ def confirm_migration(host: Host, instance: Any) -> None:
     session = host.session
     orig = vm.lookup(session, instance.name + ORIG_SUFFIX)
     if orig is not None:
-        owned = [vdi for _, vdi in vm.disk_vdis(session, orig)
-                 if disks.owned_by(session, vdi, instance.uuid)]
-        boot = session.get_record("VM", orig) or {}
-        spawn.discard_vm(session, orig)
+        owned, boot = spawn.take_down(session, orig, instance.uuid)
         for vdi in owned:
             disks.destroy_vdi(session, vdi)
         new = vm.lookup(session, instance.name)  # a resize on the same host keeps its kernel file
         in_use = (session.get_record("VM", new) or {}) if new else {}
-        kernels.remove(session, *(path if path != in_use.get(key) else ""
-                                  for key, path in (("PV_kernel", boot.get("PV_kernel", "")),
-                                                    ("PV_ramdisk", boot.get("PV_ramdisk", "")))))
+        kernels.remove(session, *("" if boot.get(key) == in_use.get(key) else boot.get(key, "")
+                                  for key in ("PV_kernel", "PV_ramdisk")))
     _remove_staged(session, instance.uuid)
 
 

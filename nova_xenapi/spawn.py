@@ -47,6 +47,16 @@ class Host:
     coalesce_poll_interval: float = 5.0
 
 
+def take_down(session: XenAPISession, vm_ref: str, instance_uuid: str) -> tuple[list[str], dict]:
+    """Discard one of the instance's VMs; the disks it had that the instance owns (still
+    there) and the VM's record as it was (for its kernel files)."""
+    owned = [vdi for _, vdi in vm.disk_vdis(session, vm_ref)
+             if disks.owned_by(session, vdi, instance_uuid)]
+    boot = session.get_record("VM", vm_ref) or {}
+    discard_vm(session, vm_ref)
+    return owned, boot
+
+
 def discard_vm(session: XenAPISession, vm_ref: str) -> None:
     """Power off (if needed) and destroy a VM record; its VDIs are not touched."""
     vm.hard_shutdown(session, vm_ref)
@@ -202,10 +212,8 @@ def destroy(host: Host, instance: Any, destroy_disks: bool = True) -> None:
         ref = vm.lookup(session, name)
         if ref is None:
             continue
-        owned += [vdi for _, vdi in vm.disk_vdis(session, ref)
-                  if vdi not in owned and disks.owned_by(session, vdi, instance.uuid)]
-        boot = session.get_record("VM", ref) or {}
-        discard_vm(session, ref)
+        vdis, boot = take_down(session, ref, instance.uuid)
+        owned += [vdi for vdi in vdis if vdi not in owned]
         kernels.remove(session, boot.get("PV_kernel", ""), boot.get("PV_ramdisk", ""))
     if not destroy_disks:
         return

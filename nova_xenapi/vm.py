@@ -152,6 +152,17 @@ def clean_shutdown(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
         return False
 
 
+def power_off(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
+    """Stop the VM: a clean shutdown first if ``timeout`` allows one, else (or if the guest does
+    not comply) a hard one.  False if it was halted already."""
+    state = get_state(session, vm_ref)
+    if state == "Halted":
+        return False
+    if not (timeout and state == "Running" and clean_shutdown(session, vm_ref, timeout)):
+        force_off(session, vm_ref)
+    return True
+
+
 def reboot(session: XenAPISession, vm_ref: str, hard: bool, timeout: float) -> None:
     if not hard:
         try:
