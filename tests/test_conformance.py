@@ -110,10 +110,15 @@ def test_map_add_duplicate_key(client):
 
 
 def _new_vm(client, name="vm"):
+    """What ``xe vm-install`` does: clone, point the disks at the default SR, provision."""
     tmpl = client("VM.get_by_name_label", "Debian Bookworm 12")[0]
     vm = client("VM.clone", tmpl, name)
+    pool = client("pool.get_all")[0]
+    sr_uuid = client("SR.get_uuid", client("pool.get_default_SR", pool))
+    disks = client("VM.get_other_config", vm)["disks"].replace('sr=""', f'sr="{sr_uuid}"')
+    client("VM.remove_from_other_config", vm, "disks")
+    client("VM.add_to_other_config", vm, "disks", disks)
     client("VM.provision", vm)
-    client("VM.set_is_a_template", vm, False)
     return vm
 
 

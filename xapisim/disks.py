@@ -13,9 +13,9 @@ A VHD may be a differencing disk whose parent is another file of the SR
 follow VHD parent links, so every conversion or copy out of another SR reads
 such a disk through ``flattened()`` first.
 
-Simplification (noted): clone and snapshot copy the VDI's own file (a
-differencing disk keeps sharing its parents) where a real VHD SR would make
-both the original and the copy differencing children of a new hidden parent.
+On file SRs, clone and snapshot make differencing chains (``messages/vdi.py``
+with ``vhd.py``); on block SRs they copy the file, where a real LVHD SR would
+chain VHDs on logical volumes too.
 """
 from __future__ import annotations
 
@@ -282,6 +282,22 @@ class RawDisk:
     def blocks(self):
         for offset in range(0, self.size, self.BLOCK):
             yield os.pread(self.fd, min(self.BLOCK, self.size - offset), offset)
+
+    def allocated(self):
+        """Yield (offset, data) of the file's data regions block by block (holes skipped)."""
+        offset = 0
+        while offset < self.size:
+            try:
+                start = os.lseek(self.fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                return
+            end = os.lseek(self.fd, start, os.SEEK_HOLE)
+            start -= start % self.BLOCK
+            while start < min(end, self.size):
+                n = min(self.BLOCK, self.size - start)
+                yield start, os.pread(self.fd, n, start)
+                start += n
+            offset = start
 
     def close(self) -> None:
         os.close(self.fd)

@@ -31,6 +31,14 @@ class HttpError(Exception):
         self.status = status
         self.text = text
 
+    @property
+    def reason(self) -> str:
+        from http import HTTPStatus
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return "Error"
+
 
 def handle_invalid(cls: str, ref: str) -> XapiError:
     return XapiError("HANDLE_INVALID", cls, ref)

@@ -7,16 +7,16 @@ dependency.  It only decodes and encodes; the backend holds all state.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
-import socket
 import ssl
 import struct
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import dispatcher, vdi_io
+from . import dispatcher, vdi_io, xva_io
 from .errors import HttpError, XapiError
 from .faults import DropConnection
 from .wire import jsonrpc as jwire
@@ -94,24 +94,35 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _error_page(self, status: int, text: str) -> None:
-        body = f"<html><body><h1>HTTP {status}</h1>{text}</body></html>".encode()
-        self._send(status, body, "text/html")
+    def _error_page(self, status: int, reason: str, text: str = "",
+                    headers: dict | None = None) -> None:
+        """xapi's error pages (http_svr.ml): HTML, ``Connection: close``, no caching."""
+        body = f"<html><body><h1>HTTP {status} {reason.lower()}</h1>{text}</body></html>".encode()
+        self.send_response(status, reason)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Connection", "close")
+        self.send_header("Cache-Control", "no-cache, no-store")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
 
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length")
         if length is None:
-            self._error_page(411, "Content-Length required")
+            self._error_page(411, "Length Required", "Content-Length required")
             self.close_connection = True
             return None
         try:
             n = int(length)
         except ValueError:
-            self._error_page(400, "bad Content-Length")
+            self._error_page(400, "Bad Request", "bad Content-Length")
             self.close_connection = True
             return None
         if n > MAX_RPC_SIZE or n < 0:
-            self._error_page(413, "request too large")
+            self._error_page(413, "Request Entity Too Large", "request too large")
             self.close_connection = True
             return None
         return self.rfile.read(n)
@@ -129,6 +140,49 @@ class Handler(BaseHTTPRequestHandler):
         q = urllib.parse.urlparse(self.path).query
         return {k: v[-1] for k, v in urllib.parse.parse_qs(q, keep_blank_values=True).items()}
 
+    # -- routing, as xapi's Http_svr does it -------------------------------
+    def _route(self, method: str) -> None:
+        """Pick the handler with the longest matching path prefix (http_svr.ml).
+
+        No prefix matches: 403 Forbidden (xapi's default callback).  A method
+        xapi has no handler for at all: 501.  ``/_xapisim/`` is the
+        simulator's own control API and not xapi's.
+        """
+        path = urllib.parse.urlparse(self.path).path
+        if path.startswith("/_xapisim/"):
+            return self._control(method, path)
+        table = ROUTES.get(method)
+        if table is None:
+            self._drain_small_body()
+            return self._error_page(501, "Method not implemented",
+                                    f"<p>{method} not supported.<br /></p>")
+        best = max((p for p in table if path.startswith(p)), key=len, default=None)
+        if best is None:
+            self._drain_small_body()
+            return self._forbidden()
+        getattr(self, table[best])()
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def do_HEAD(self) -> None:
+        self._route("HEAD")
+
+    def do_CONNECT(self) -> None:
+        self._route("CONNECT")
+
+    def _forbidden(self) -> None:
+        self._error_page(403, "Forbidden", "Access to the requested resource is forbidden.")
+
     # -- RPC ---------------------------------------------------------------
     def do_OPTIONS(self) -> None:
         self.send_response(200)
@@ -138,24 +192,21 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_POST(self) -> None:
-        path = urllib.parse.urlparse(self.path).path
-        if path.startswith("/_xapisim/"):
-            return self._control("POST", path)
+    def _post_xmlrpc(self) -> None:
         body = self._read_body()
-        if body is None:
-            return
-        if path in ("/", "/RPC2"):
-            return self._xmlrpc(body)
-        if path == "/jsonrpc":
-            return self._jsonrpc(body)
-        self._error_page(404, "not found")
+        if body is not None:
+            self._xmlrpc(body)
+
+    def _post_jsonrpc(self) -> None:
+        body = self._read_body()
+        if body is not None:
+            self._jsonrpc(body)
 
     def _xmlrpc(self, body: bytes) -> None:
         try:
             name, params = xwire.parse_call(body)
         except xwire.RequestError as e:
-            return self._error_page(500, str(e))
+            return self._error_page(500, "Internal Error", str(e))
         if name == "system.listMethods":
             return self._send(200, xwire.bare(dispatcher.all_wire_names()), "text/xml")
         if name == "system.isAlive":
@@ -171,7 +222,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             name, params, req_id, v2 = jwire.parse_call(body)
         except jwire.RequestError as e:
-            return self._error_page(500, str(e))
+            return self._error_page(500, "Internal Error", str(e))
         if name == "system.listMethods":
             return self._send(200, jwire.success(dispatcher.all_wire_names(), req_id, v2),
                               "application/json")
@@ -183,78 +234,116 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, out, "application/json")
 
     # -- HTTP handlers -----------------------------------------------------
-    def session_from_request(self) -> str | None:
-        """The session of an HTTP handler call: query, cookie or Basic auth."""
-        q = self.query()
+    def param(self, name: str) -> str | None:
+        """A handler argument: from the cookie first, then the query (xapi_http.ml)."""
+        for part in self.headers.get("Cookie", "").split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == name:
+                return urllib.parse.unquote(v)
+        return self.query().get(name)
+
+    def session_from_request(self) -> tuple[str, bool]:
+        """The session of an HTTP handler call and whether to log it out afterwards.
+
+        As ``Xapi_http.with_context``: a ``session_id`` (cookie, then query)
+        must exist; otherwise HTTP Basic credentials log in for this request
+        alone.  Anything else is ``Unauthorised``; an Authorization header that
+        is not Basic is a 500, as in xapi.
+        """
         backend = self.server.backend
-        sid = q.get("session_id")
-        if sid is None:
-            cookie = self.headers.get("Cookie", "")
-            for part in cookie.split(";"):
-                k, _, v = part.strip().partition("=")
-                if k == "session_id":
-                    sid = v
+        sid = self.param("session_id")
         if sid is not None:
-            return sid if backend.session_valid(sid) else None
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Basic "):
-            try:
-                user, _, pwd = base64.b64decode(auth[6:]).decode().partition(":")
-                return backend.login(backend.master_ref, user, pwd, "http-basic", pool=True)
-            except (XapiError, ValueError, UnicodeDecodeError):
-                return None
-        return None
+            if not backend.session_valid(sid):
+                raise Unauthorised()
+            backend.touch_session(sid)
+            return sid, False
+        auth = self.headers.get("Authorization")
+        if auth is None:
+            raise Unauthorised()
+        if not auth.startswith("Basic "):
+            raise HttpError(500, "Unknown authorization header")
+        try:
+            user, _, pwd = base64.b64decode(auth[6:], validate=True).decode().partition(":")
+            return backend.login(backend.master_ref, user, pwd, "http-basic", pool=True), True
+        except (XapiError, ValueError, UnicodeDecodeError):
+            raise Unauthorised() from None
 
-    def do_PUT(self) -> None:
-        path = urllib.parse.urlparse(self.path).path
-        if path == "/import_raw_vdi":
-            return self._handler(vdi_io.import_raw_vdi)
-        self._error_page(404, "not found")
-
-    def do_GET(self) -> None:
-        path = urllib.parse.urlparse(self.path).path
-        if path.startswith("/_xapisim/"):
-            return self._control("GET", path)
-        if path == "/export_raw_vdi":
-            return self._handler(vdi_io.export_raw_vdi)
-        self._error_page(404, "not found")
-
-    def do_DELETE(self) -> None:
-        path = urllib.parse.urlparse(self.path).path
-        if path.startswith("/_xapisim/"):
-            return self._control("DELETE", path)
-        self._error_page(404, "not found")
-
-    def _handler(self, fn) -> None:
-        session = self.session_from_request()
-        if session is None:
+    def _handler(self, fn, label: str) -> None:
+        """Run an HTTP handler as ``Xapi_http.with_context`` does."""
+        try:
+            session, logout = self.session_from_request()
+        except Unauthorised:
+            self._unauthorised(label)
+            return
+        except HttpError as e:
             self._drain_small_body()
-            self._error_page(401, "Unauthorised")
+            self._error_page(e.status, e.reason, e.text)
             self.close_connection = True
             return
         try:
             fn(self, session)
         except HttpError as e:
-            self._error_page(e.status, e.text)
+            self._error_page(e.status, e.reason, e.text)
             self.close_connection = True
         finally:
-            if self.headers.get("Authorization", "").startswith("Basic ") and \
-                    "session_id" not in self.query():
+            if logout:
                 self.server.backend.logout(session)
 
-    def do_CONNECT(self) -> None:
-        path = urllib.parse.urlparse(self.path).path
-        if path != "/console":
-            return self._error_page(404, "not found")
-        session = self.session_from_request()
-        if session is None:
-            return self._error_page(401, "Unauthorised")
+    def _unauthorised(self, label: str) -> None:
+        """401 with xapi's realm; a caller's task fails with SESSION_AUTHENTICATION_FAILED."""
+        tid = self.param("task_id")
+        store = self.server.backend.store
+        if tid and store.exists("task", tid):
+            from . import tasks
+            from .call import Call
+            tasks.finish(Call(self.server.backend, self.server.host_ref, task=tid), tid,
+                         error=XapiError("SESSION_AUTHENTICATION_FAILED"))
+        self._drain_small_body()
+        self._error_page(401, "Unauthorised", "Please check your credentials and retry.",
+                         {"WWW-Authenticate": f'Basic realm="{label}"'})
+        self.close_connection = True
+
+    def _put_import_raw_vdi(self) -> None:
+        self._handler(vdi_io.import_raw_vdi, "VDI.import")
+
+    def _get_export_raw_vdi(self) -> None:
+        self._handler(vdi_io.export_raw_vdi, "VDI.export_raw")
+
+    def _get_export(self) -> None:
+        self._handler(xva_io.export_vm, "VM.export")
+
+    def _get_export_metadata(self) -> None:
+        self._handler(xva_io.export_metadata, "VM.export_metadata")
+
+    def _put_import(self) -> None:
+        self._handler(xva_io.import_vm, "VM.import")
+
+    def _put_import_metadata(self) -> None:
+        self._handler(xva_io.import_metadata, "VM.metadata_import")
+
+    def _get_root(self) -> None:
+        """xapi's file server: no web pages here, so 404 over HTTPS; plain HTTP is refused."""
+        if self.server.ssl_context is None:
+            return self._forbidden()
+        path = html.escape(urllib.parse.urlparse(self.path).path)
+        body = ("<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\"> <html><head> "
+                "<title>404 Not Found</title> </head><body> <h1>Not Found</h1> <p>The "
+                f"requested URL {path} was not found on this server.</p> <hr><address>Xapi "
+                "Server</address></body></html>").encode()
+        self._send(404, body, "text/html", {"Connection": "close"})
+        self.close_connection = True
+
+    def _connect_console(self) -> None:
+        try:
+            self.session_from_request()
+        except (Unauthorised, HttpError):
+            return self._unauthorised("console")
         q = self.query()
         store = self.server.backend.store
         target = q.get("ref") or q.get("uuid")
         hit = store.resolve(target) if target else None
         if hit is None or hit[0] not in ("console", "VM"):
-            return self._error_page(404, "console not found")
+            return self._error_page(404, "Not Found", "console not found")
         self.wfile.write(b"HTTP/1.1 200 OK\r\n\r\n")
         self.wfile.flush()
         # a minimal RFB 3.3 greeting: enough for a client to see a VNC server
@@ -286,7 +375,24 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_xapisim/state" and method == "GET":
             return self._send(200, json.dumps(self.server.sim.summary()).encode(),
                               "application/json")
-        self._error_page(404, "not found")
+        self._error_page(404, "Not Found")
+
+
+class Unauthorised(Exception):
+    """No valid session or credentials for an HTTP handler (xapi's ``Http.Unauthorised``)."""
+
+
+# xapi's HTTP handlers by method and path prefix (datamodel.ml ``http_actions``), each
+# the name of the Handler method that serves it
+ROUTES: dict[str, dict[str, str]] = {
+    "GET": {"/": "_get_root", "/export": "_get_export", "/export_metadata": "_get_export_metadata",
+            "/export_raw_vdi": "_get_export_raw_vdi"},
+    "PUT": {"/import": "_put_import", "/import_metadata": "_put_import_metadata",
+            "/import_raw_vdi": "_put_import_raw_vdi"},
+    "POST": {"/": "_post_xmlrpc", "/RPC2": "_post_xmlrpc", "/json": "_post_jsonrpc",
+             "/jsonrpc": "_post_jsonrpc"},
+    "CONNECT": {"/console": "_connect_console"},
+}
 
 
 def chunk_frames(rfile):
@@ -310,5 +416,3 @@ def serve_in_thread(server: HostServer) -> threading.Thread:
     t.start()
     return t
 
-
-_ = socket

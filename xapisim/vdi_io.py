@@ -26,10 +26,13 @@ CONTENT_TYPES = {"raw": "application/octet-stream", "vhd": "application/vhd",
                  "qcow2": "application/x-qemu-disk", "tar": "application/x-tar"}
 
 
-def _task(req, call: Call, label: str) -> str:
-    """The caller's task, or one of our own that goes when the handler ends (as in xapi)."""
-    q = req.query()
-    tid = q.get("task_id") or req.headers.get("task-id")
+def handler_task(req, call: Call, label: str) -> str:
+    """The caller's task (``task_id`` cookie or query), or one that goes when the handler ends.
+
+    As ``Xapi_http.with_context``: a forwarded task is the caller's to destroy;
+    a task the handler makes for itself is destroyed once it has finished.
+    """
+    tid = req.param("task_id") or req.headers.get("task-id")
     store = call.store
     if tid:
         if not store.exists("task", tid):
@@ -59,7 +62,7 @@ def import_raw_vdi(req, session: str) -> None:
     length = req.headers.get("Content-Length")
     if length is None and not chunked:
         raise HttpError(411, "Content-Length required")
-    task = _task(req, call, "VDI import")
+    task = handler_task(req, call, "VDI import")
     call.task = task
     created = NULL_REF
     try:
@@ -165,7 +168,7 @@ def export_raw_vdi(req, session: str) -> None:
     fmt = q.get("format", "raw")
     if fmt not in FORMATS:
         raise HttpError(404, f"unsupported format {fmt!r}")
-    task = _task(req, call, "VDI export")
+    task = handler_task(req, call, "VDI export")
     call.task = task
     try:
         vdi = _vdi_from(store, q.get("vdi", ""))

@@ -224,6 +224,13 @@ class DynamicVhd:
     def block_count(self) -> int:
         return -(-self.size // self.block_size)
 
+    def allocated(self):
+        """Yield (offset, data) of each block some disk of the chain holds, in order."""
+        for index in range(self.block_count()):
+            if self.holds(index):
+                n = min(self.block_size, self.size - index * self.block_size)
+                yield index * self.block_size, self.block_data(index)[:n]
+
     def blocks(self):
         """Yield the virtual disk's contents block by block (the last one trimmed)."""
         for index in range(self.block_count()):

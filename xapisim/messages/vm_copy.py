@@ -125,43 +125,80 @@ def copy(call: Call, vm: str, new_name: str, sr: str) -> str:
 
 _DISK = re.compile(r"<disk\s+([^>]*?)/?>")
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
+VDI_TYPES = ("system", "user", "ephemeral", "suspend", "crashdump")
+
+
+def provision_disks(xml: str) -> list[dict]:
+    """The disks of a template's ``other_config:disks``, as xapi_templates.ml reads them.
+
+    Every ``<disk>`` needs ``device``, ``size``, ``sr`` and ``bootable``; an
+    unknown or missing ``type`` is ``system``.  Anything else is xapi's
+    ``Parse_failure``, which reaches the client as an INTERNAL_ERROR.
+    """
+    if not xml:
+        return []
+    disks = []
+    for m in _DISK.finditer(xml):
+        attrs = dict(_ATTR.findall(m.group(1)))
+        if not {"device", "size", "sr", "bootable"} <= attrs.keys() or \
+                not attrs["size"].lstrip("-").isdigit():
+            raise XapiError("INTERNAL_ERROR", "Xapi_templates.Parse_failure")
+        if attrs.get("type") not in VDI_TYPES:
+            attrs["type"] = "system"
+        disks.append(attrs)
+    return disks
 
 
 @api("VM", "provision")
 def provision(call: Call, vm: str) -> str:
+    """xapi_vm.ml ``provision``: the VM stops being a template first, then gets its disks.
+
+    Each disk's ``sr`` is an SR uuid (clients such as ``xe vm-install`` write
+    it into the template's XML; an empty one is ``UUID_INVALID``).  VDIs are
+    named after the VBD's userdevice and described "Created by template
+    provisioner", VBDs carry ``other_config:owner``, and only system disks are
+    not unpluggable.  If a disk fails, the VBDs and VDIs made so far are
+    destroyed, but ``is_a_template`` stays false, as in xapi.
+    """
     from .vbd import create as vbd_create
+    from .vdi import destroy_vdi
     store = call.store
     with Operation(call, "VM", vm, "provision"):
-        rec = store.snapshot("VM", vm)
-        disks = [dict(_ATTR.findall(m.group(1)))
-                 for m in _DISK.finditer(rec["other_config"].get("disks", ""))]
-        pool = store.get("pool", call.backend.pool_ref)
-        made: list[str] = []
-        vbds: list[str] = []
+        with store.lock:
+            store.set("VM", vm, is_a_template=False)
+            rec = store.snapshot("VM", vm)
+        disks = provision_disks(rec["other_config"].get("disks", ""))
+        vm_uuid = rec["uuid"]
+        made: list[tuple[str, str]] = []
         try:
-            for d in disks:
-                sr = d.get("sr") or pool["default_SR"]
-                if not store.exists("SR", sr):
-                    raise XapiError("DEFAULT_SR_NOT_FOUND", sr)
-                vdi = new_vdi(call, sr, f"{rec['name_label']} {d.get('device', '0')}",
-                              int(d.get("size", "0")), d.get("type", "system"))
-                made.append(vdi)
-                vbds.append(vbd_create(call, {
-                    "VM": vm, "VDI": vdi, "userdevice": d.get("device", "0"),
-                    "bootable": d.get("bootable") == "true", "mode": "RW", "type": "Disk",
-                    "empty": False, "other_config": {"owner": "true"},
-                    "qos_algorithm_type": "", "qos_algorithm_params": {}}))
+            for i, d in enumerate(disks):
+                hit = store.by_uuid.get(d["sr"])
+                if hit is None or hit[0] != "SR":
+                    raise XapiError("UUID_INVALID", "sr", d["sr"])
+                sr = hit[1]
+                vdi = new_vdi(call, sr, "", int(d["size"]), d["type"],
+                              {"name_description": "Created by template provisioner",
+                               "sm_config": {"vmhint": vm_uuid}})
+                vbd = vbd_create(call, {
+                    "VM": vm, "VDI": vdi, "userdevice": d["device"],
+                    "bootable": d["bootable"] == "true", "mode": "RW", "type": "Disk",
+                    "unpluggable": d["type"] != "system", "empty": False,
+                    "other_config": {"owner": ""}, "qos_algorithm_type": "",
+                    "qos_algorithm_params": {}})
+                made.append((vbd, vdi))
+                with store.lock:
+                    store.set("VDI", vdi, name_label=store.get("VBD", vbd)["userdevice"])
+                call.progress(0.1 + 0.8 * (i + 1) / len(disks))
         except BaseException:
-            from .vdi import destroy_vdi
             with store.lock:
-                for vbd in vbds:
+                for vbd, vdi in made:
                     if store.exists("VBD", vbd):
                         store.destroy("VBD", vbd)
-                for vdi in made:
                     destroy_vdi(call, vdi)
             raise
         with store.lock:
             oc = store.get("VM", vm)["other_config"]
             oc.pop("disks", None)
+            oc.pop("postinstall", None)
             store.modified("VM", vm)
     return ""
