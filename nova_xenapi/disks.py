@@ -28,7 +28,12 @@ CHUNK = 1 << 20
 
 
 def find_sr(session: XenAPISession, matching_filter: str) -> str:
-    """The SR named by ``sr_matching_filter``; a clear error if none matches."""
+    """The SR named by ``sr_matching_filter``; a clear error if none matches.
+
+    With ``other-config:<key>=<value>`` only an SR plugged into this host
+    counts, as in the old driver: every host of a pool has its own "Local
+    storage" with ``i18n-key=local-storage``.
+    """
     key, _, value = matching_filter.partition(":")
     if key == "default-sr" and value == "true":
         pool = session.call_xenapi("pool.get_all")[0]
@@ -37,8 +42,10 @@ def find_sr(session: XenAPISession, matching_filter: str) -> str:
             return sr
     elif key == "other-config":
         want_key, _, want_value = value.partition("=")
+        pbds = session.call_xenapi("PBD.get_all_records")
         for ref, rec in session.call_xenapi("SR.get_all_records").items():
-            if rec["other_config"].get(want_key) == want_value:
+            if rec["other_config"].get(want_key) == want_value and any(
+                    pbds.get(p, {}).get("host") == session.host_ref for p in rec["PBDs"]):
                 return ref
     raise exception.StorageRepositoryNotFound(
         reason=f"no SR matches [xenserver] sr_matching_filter = {matching_filter!r}")

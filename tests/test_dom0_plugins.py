@@ -13,6 +13,7 @@ import pytest
 import XenAPI
 
 from nova_xenapi.dom0 import PLUGIN_API_VERSION, PLUGIN_DIR
+from nova_xenapi.testing.xapi_objects import diskless_vm
 from tests.conftest import PASSWORD
 from xapisim import SimConfig, Simulator, host_configs
 from xapisim.inventory import DOM0_LIB
@@ -38,11 +39,7 @@ def test_version_matches_the_driver(plugged):
 def test_console_log_of_a_running_guest(plugged):
     sim, x = plugged
     host = x.host.get_all()[0]
-    template = [r for r, v in x.VM.get_all_records().items() if v["is_a_template"]][0]
-    vm = x.VM.clone(template, "talker")
-    for vbd in x.VM.get_VBDs(vm):
-        x.VBD.destroy(vbd)
-    x.VM.set_is_a_template(vm, False)
+    vm = diskless_vm(x, "talker")
     x.VM.start(vm, False, False)
     domid = x.VM.get_domid(vm)
     out = x.host.call_plugin(host, "console.py", "get_console_log", {"dom_id": domid})

@@ -59,7 +59,7 @@ def new_vdi(call: Call, sr: str, name: str, size: int, vdi_type: str = "user",
     """Create a VDI record and its backing file; clean both up on failure."""
     store = call.store
     with store.lock:
-        _check_sr_usable(call, sr, "VDI_create")
+        _check_sr_usable(call, sr, "vdi_create")
         if size < 0:
             raise XapiError("INVALID_VALUE", "virtual_size", str(size))
         sr_uuid, sr_type = sr_info(store, sr)
@@ -133,7 +133,7 @@ def destroy(call: Call, vdi: str) -> str:
         for r in store.tables["VM"].values():
             if r["suspend_VDI"] == vdi:
                 raise XapiError("VDI_IN_USE", vdi, "destroy")
-        _check_sr_usable(call, rec["SR"], "VDI_destroy")
+        _check_sr_usable(call, rec["SR"], "vdi_destroy")
         destroy_vdi(call, vdi)
     return ""
 
@@ -256,7 +256,7 @@ def _double_snapshot(call: Call, src: str, extra: dict, op: str) -> str:
 
 def _clone_or_snapshot(call: Call, vdi: str, extra: dict, op: str) -> str:
     rec = call.store.get("VDI", vdi)
-    _check_sr_usable(call, rec["SR"], "VDI_" + op)
+    _check_sr_usable(call, rec["SR"], "vdi_" + op)
     if call.backend.disks.is_file_sr(sr_info(call.store, rec["SR"])[1]):
         return _double_snapshot(call, vdi, extra, op)
     return _copy_into(call, vdi, rec["SR"], rec["name_label"], extra, op)
@@ -289,7 +289,7 @@ def copy(call: Call, vdi: str, sr: str, base_vdi: str, into_vdi: str) -> str:
     if sr in ("", NULL_REF):
         raise XapiError("HANDLE_INVALID", "SR", sr)
     store.get("SR", sr)
-    _check_sr_usable(call, sr, "VDI_create")
+    _check_sr_usable(call, sr, "vdi_create")
     return _copy_into(call, vdi, sr, rec["name_label"], {}, "copy")
 
 
@@ -300,7 +300,7 @@ def _resize(call: Call, vdi: str, size: int, online: bool) -> str:
         if not online and vdi_in_use(store, vdi):
             raise XapiError("VDI_IN_USE", vdi, "resize")
         sr = rec["SR"]
-        _check_sr_usable(call, sr, "VDI_resize")
+        _check_sr_usable(call, sr, "vdi_resize")
         sr_uuid, sr_type = sr_info(store, sr)
         size = round_size(sr_type, size)
         if size < int(rec["virtual_size"]):

@@ -299,9 +299,12 @@ def unpause(call: Call, vm: str) -> str:
 
 
 def _suspend_sr(call: Call, rec: dict) -> str:
+    """The VM's suspend_SR, else the pool's suspend_image_SR, else its host's (xapi's choice)."""
     store = call.store
+    host = rec["resident_on"]
+    host_sr = store.get("host", host)["suspend_image_sr"] if store.exists("host", host) else NULL_REF
     for sr in (rec["suspend_SR"], store.get("pool", call.backend.pool_ref)["suspend_image_SR"],
-               store.get("pool", call.backend.pool_ref)["default_SR"]):
+               host_sr):
         if sr != NULL_REF and store.exists("SR", sr):
             return sr
     raise XapiError("VM_NO_SUSPEND_SR", rec["uuid"])
