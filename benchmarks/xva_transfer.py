@@ -67,10 +67,13 @@ def import_xva(x, port: int, session: str, path: str) -> tuple[float, str]:
     conn.putrequest("PUT", f"/import?session_id={session}&task_id={task}")
     conn.putheader("Content-Length", str(os.path.getsize(path)))
     conn.endheaders()
-    with open(path, "rb") as f:
-        while chunk := f.read(MIB):
-            conn.send(chunk)
-    conn.getresponse().read()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(MIB):
+                conn.send(chunk)
+        conn.getresponse().read()
+    except OSError:
+        pass  # the simulator stops reading when the import fails: the task says why
     rec = _wait(x, task)
     took = time.perf_counter() - start
     conn.close()

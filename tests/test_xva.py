@@ -386,3 +386,155 @@ def test_import_over_jsonrpc_session_and_task(world):
     (new,) = refs_of(rpc("task.get_result", session, task))
     b = login(world, world.pool_url(1))
     assert disks_of(b, world.pool_url(1), new) == data
+
+
+def _hand_made_xva(disk: bytes) -> bytes:
+    """An XVA as an older exporter writes it: SHA-1 ``.checksum`` members, a sparse disk
+    with gaps in the chunk numbers, version ints as strings, a sparse ova.xml."""
+    import hashlib
+    ova = f"""<value><struct>
+<member><name>version</name><value><struct>
+ <member><name>hostname</name><value>old-host</value></member>
+ <member><name>date</name><value>2019-01-01</value></member>
+ <member><name>product_version</name><value>7.1.0</value></member>
+ <member><name>product_brand</name><value>XenServer</value></member>
+ <member><name>build_number</name><value>137272c</value></member>
+ <member><name>xapi_major</name><value>1</value></member>
+ <member><name>xapi_minor</name><value>1</value></member>
+ <member><name>export_vsn</name><value>2</value></member>
+</struct></value></member>
+<member><name>objects</name><value><array><data>
+ <value><struct><member><name>class</name><value>VM</value></member>
+  <member><name>id</name><value>Ref:0</value></member>
+  <member><name>snapshot</name><value><struct>
+   <member><name>uuid</name><value>0b2cf6e4-9d0e-4e6e-8a41-3bdf36f0c5a1</value></member>
+   <member><name>name_label</name><value>from 7.1</value></member>
+   <member><name>memory_static_max</name><value>268435456</value></member>
+   <member><name>memory_dynamic_max</name><value>268435456</value></member>
+   <member><name>memory_dynamic_min</name><value>268435456</value></member>
+   <member><name>memory_static_min</name><value>268435456</value></member>
+   <member><name>VCPUs_max</name><value>1</value></member>
+   <member><name>VCPUs_at_startup</name><value>1</value></member>
+   <member><name>HVM_boot_policy</name><value>BIOS order</value></member>
+   <member><name>VBDs</name><value><array><data><value>Ref:1</value></data></array></value></member>
+   <member><name>power_state</name><value>Halted</value></member>
+  </struct></value></member></struct></value>
+ <value><struct><member><name>class</name><value>VBD</value></member>
+  <member><name>id</name><value>Ref:1</value></member>
+  <member><name>snapshot</name><value><struct>
+   <member><name>VM</name><value>Ref:0</value></member>
+   <member><name>VDI</name><value>Ref:2</value></member>
+   <member><name>userdevice</name><value>0</value></member>
+   <member><name>bootable</name><value><boolean>1</boolean></value></member>
+   <member><name>mode</name><value>RW</value></member>
+   <member><name>type</name><value>Disk</value></member>
+  </struct></value></member></struct></value>
+ <value><struct><member><name>class</name><value>VDI</value></member>
+  <member><name>id</name><value>Ref:2</value></member>
+  <member><name>snapshot</name><value><struct>
+   <member><name>name_label</name><value>old disk</value></member>
+   <member><name>SR</name><value>Ref:3</value></member>
+   <member><name>virtual_size</name><value>{len(disk)}</value></member>
+   <member><name>type</name><value>system</value></member>
+  </struct></value></member></struct></value>
+ <value><struct><member><name>class</name><value>SR</value></member>
+  <member><name>id</name><value>Ref:3</value></member>
+  <member><name>snapshot</name><value><struct>
+   <member><name>content_type</name><value>user</value></member>
+  </struct></value></member></struct></value>
+</data></array></value></member>
+</struct></value>""".encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        def add(name, data):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        add("ova.xml", ova)
+        last = (len(disk) - 1) // MIB
+        for n in range(last + 1):
+            piece = disk[n * MIB:(n + 1) * MIB]
+            if n in (0, last) or piece.strip(b"\0"):
+                add(f"Ref:2/{n:08d}", piece)
+                add(f"Ref:2/{n:08d}.checksum", hashlib.sha1(piece).hexdigest().encode())
+    return out.getvalue()
+
+
+def test_import_of_an_older_exporters_xva(world):
+    b = login(world, world.pool_url(1))
+    disk = os.urandom(MIB) + bytes(3 * MIB) + b"tail".ljust(MIB, b"\1") + bytes(3 * MIB)
+    rec = import_xva(b, world.pool_url(1), _hand_made_xva(disk))
+    assert rec["status"] == "success", rec["error_info"]
+    (vm,) = refs_of(rec["result"])
+    x = b.xenapi
+    assert x.VM.get_name_label(vm) == "from 7.1"
+    assert x.VM.get_uuid(vm) != "0b2cf6e4-9d0e-4e6e-8a41-3bdf36f0c5a1"  # no restore: a new uuid
+    assert disks_of(b, world.pool_url(1), vm) == {"0": disk}
+    assert x.VDI.get_name_label(x.VBD.get_VDI(x.VM.get_VBDs(vm)[0])) == "old disk"
+    assert x.VM.get_domain_type(vm) == "hvm"  # derived from HVM_boot_policy, as import.ml does
+
+
+@pytest.fixture
+def xva_server(tmp_path):
+    """A plain HTTP server on loopback serving files from tmp_path, with /redirect/<n>."""
+    import functools
+    import http.server
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/redirect/"):
+                n = int(self.path.split("/")[2])
+                self.send_response(302)
+                self.send_header("Location", f"/redirect/{n - 1}" if n > 1 else "/vm.xva")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_vm_import_from_a_url_over_both_protocols(world, xva_server):
+    """VM.import (xapi_vm.ml import_inner): GET the URL, follow redirects, import the stream."""
+    import json
+    directory, base = xva_server
+    a = login(world, world.pool_url(0))
+    vm, data = make_vm(a, world.pool_url(0))
+    _, blob = export(world.pool_url(0), a._session, a.xenapi.VM.get_uuid(vm))
+    (directory / "vm.xva").write_bytes(blob)
+    b = login(world, world.pool_url(1))
+    x = b.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    (new,) = getattr(x.VM, "import")(f"{base}/redirect/3", sr, False, False)
+    assert disks_of(b, world.pool_url(1), new) == data
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "VM.import",
+                       "params": [b._session, f"{base}/vm.xva", sr, False, False]}).encode()
+    req = urllib.request.Request(world.pool_url(1) + "/jsonrpc", data=body,
+                                 headers={"Content-Type": "application/json"})
+    (again,) = json.loads(urllib.request.urlopen(req).read())["result"]
+    assert again != new and disks_of(b, world.pool_url(1), again) == data
+
+
+def test_vm_import_errors_leave_nothing(world, xva_server):
+    directory, base = xva_server
+    b = login(world, world.pool_url(1))
+    x = b.xenapi
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    (directory / "junk.xva").write_bytes(os.urandom(10000))
+    before = state(world, b)
+    vm_import = getattr(x.VM, "import")
+    for url, code in ((f"{base}/missing.xva", "IMPORT_ERROR"),
+                      (f"{base}/redirect/9", "IMPORT_ERROR"),
+                      (f"{base}/junk.xva", "IMPORT_ERROR_PREMATURE_EOF")):
+        with pytest.raises(XenAPI.Failure) as e:
+            vm_import(url, sr, False, False)
+        assert e.value.details[0] == code, (url, e.value.details)
+    assert state(world, b) == before

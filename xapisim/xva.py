@@ -41,6 +41,15 @@ ZERO_CHUNK = bytes(CHUNK)
 ZERO_VIEW = memoryview(ZERO_CHUNK)
 
 
+def is_zero(data) -> bool:
+    """True if ``data`` (at most a chunk) is all zero bytes.
+
+    Compared as ``bytes``: a memoryview comparison goes item by item.
+    """
+    b = data if isinstance(data, bytes) else bytes(data)
+    return b == (ZERO_CHUNK if len(b) == CHUNK else bytes(len(b)))
+
+
 class PrematureEof(Exception):
     """The stream ended inside the archive (xapi's ``End_of_file``)."""
 
@@ -88,11 +97,25 @@ def int_of(v) -> int:
 
 # -- writing -----------------------------------------------------------------
 def _member_header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = int(time.time())
-    info.mode = 0o644
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
+    """A POSIX ustar header for a regular file (what ``tarfile`` writes, built directly:
+    ``TarInfo.tobuf`` costs more than hashing the 1 MiB chunk it describes)."""
+    raw = name.encode()
+    if len(raw) > 100:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, int(time.time()), 0o644
+        return info.tobuf(format=tarfile.USTAR_FORMAT)
+    head = bytearray(BLOCK)
+    head[0:len(raw)] = raw
+    head[100:108] = b"0000644\0"
+    head[108:116] = b"0000000\0"
+    head[116:124] = b"0000000\0"
+    head[124:136] = b"%011o\0" % size
+    head[136:148] = b"%011o\0" % int(time.time())
+    head[148:156] = b" " * 8
+    head[156:157] = b"0"
+    head[257:265] = b"ustar\x0000"
+    head[148:156] = b"%06o\0 " % sum(head)
+    return bytes(head)
 
 
 class TarWriter:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("session", "task", "event", "vm", "vm_copy", "vdi", "vbd", "vif", "host", "pool",
+MODULES = ("session", "task", "event", "vm", "vm_copy", "vm_xva", "vdi", "vbd", "vif", "host", "pool",
            "sr", "misc", "migrate", "pool_join")
 
 
