@@ -113,6 +113,12 @@ SOFTWARE_VERSION_KEYS = {"product_version", "product_version_text", "product_ver
                          "linux", "xencenter_min", "xencenter_max", "network_backend", "db_schema"}
 
 
+BIOS_STRING_KEYS = {"bios-vendor", "bios-version", "system-manufacturer", "system-product-name",
+                    "system-version", "system-serial-number", "baseboard-manufacturer",
+                    "baseboard-product-name", "baseboard-version", "baseboard-serial-number",
+                    "oem-1", "oem-2", "hp-rombios"}
+
+
 def test_host_record(client):
     """create_misc.ml make_software_version / create_host_cpu, bios_strings.ml, storage-init."""
     for rec in client("host.get_all_records").values():
@@ -124,10 +130,13 @@ def test_host_record(client):
                 "modelname", "family", "model", "stepping", "flags", "features_pv",
                 "features_hvm", "features_pv_host", "features_hvm_host"} == set(rec["cpu_info"])
         assert len(rec["host_CPUs"]) == int(rec["cpu_info"]["cpu_count"])
-        assert rec["bios_strings"]["oem-1"] == "Xen" and "hp-rombios" in rec["bios_strings"]
+        assert set(rec["bios_strings"]) == BIOS_STRING_KEYS
+        assert rec["bios_strings"]["oem-1"] == "Xen" and rec["bios_strings"]["hp-rombios"] == ""
+        assert rec["bios_strings"]["oem-2"].startswith("MS_VM_CERT/SHA1/")
         assert rec["chipset_info"] == {"iommu": "true"}
         assert rec["multipathing"] is True and rec["other_config"]["multipathhandle"] == "dmp"
         assert float(rec["other_config"]["boot_time"]) > 0
+        assert float(rec["other_config"]["agent_start_time"]) >= float(rec["other_config"]["boot_time"])
         assert rec["license_server"] == {"address": "localhost", "port": "27000"}
         assert rec["patches"] == [] and rec["updates"] == [] and rec["crashdumps"] == []
         local = client("SR.get_record", rec["suspend_image_sr"])
@@ -147,6 +156,7 @@ def test_management_pif_and_networks(client):
     for rec in client("host.get_all_records").values():
         (pif,) = [client("PIF.get_record", p) for p in rec["PIFs"]]
         assert pif["management"] is True and pif["device"] == "eth0"
+        assert pif["currently_attached"] is True and pif["physical"] is True
         assert pif["IP"] == rec["address"] and pif["ip_configuration_mode"] == "Static"
         assert client("network.get_bridge", pif["network"]) == "xenbr0"
         assert pif["properties"] == {"gro": "on"}
@@ -172,6 +182,8 @@ def test_control_domain(client):
             assert c["location"] == f"https://{rec['address']}/console?ref={ref}"
         metrics = client("VM_metrics.get_record", dom0["metrics"])
         assert metrics["current_domain_type"] == "pv"
+        assert metrics["start_time"].value.startswith("19700101") if hasattr(
+            metrics["start_time"], "value") else metrics["start_time"].startswith("19700101")
         assert int(metrics["VCPUs_number"]) == int(dom0["VCPUs_max"])
 
 
