@@ -203,3 +203,43 @@ def test_logout_invalidates_session(sim):
     j = JsonRpc(sim.url)
     assert j.raw("VM.get_all", [ref])["error"]["message"] == "SESSION_INVALID"
 
+
+
+def test_messages_as_xapi_message_ml_keeps_them(client):
+    """xapi_message.ml: create needs the object, listings newest first, filters by time."""
+    host = client("host.get_all")[0]
+    host_uuid = client("host.get_uuid", host)
+    assert fails(client, "message.create", "X", "1", "VM", host_uuid, "b") == \
+        ["UUID_INVALID", "VM", host_uuid]
+    prio = "5" if client.protocol == "xmlrpc" else 5
+    first = client("message.create", "HA_POOL_OVERCOMMITTED", prio, "Host", host_uuid, "one")
+    second = client("message.create", "VM_STARTED", prio, "Pool",
+                    client("pool.get_uuid", client("pool.get_all")[0]), "two")
+    rec = client("message.get_record", first)
+    assert rec["name"] == "HA_POOL_OVERCOMMITTED" and rec["obj_uuid"] == host_uuid
+    assert rec["cls"] == "Host" and int(rec["priority"]) == 5
+    assert set(client("message.get_all")) >= {first, second}
+    assert client("message.get_by_uuid", rec["uuid"]) == first
+    assert fails(client, "message.get_by_uuid", "nope") == ["UUID_INVALID", "message", "nope"]
+    mine = client("message.get", "Host", host_uuid, "19700101T00:00:00Z")
+    assert list(mine) == [first]
+    assert client("message.get_since", "29990101T00:00:00Z") == {}
+    where = client("message.get_all_records_where", 'field "name" = "VM_STARTED"')
+    assert list(where) == [second]
+    client("message.destroy_many", [first, second])
+    assert first not in client("message.get_all")
+
+
+def test_small_vm_host_and_session_messages(client):
+    vm = _new_vm(client, "small")
+    assert client("VM.assert_operation_valid", vm, "start") == ""
+    assert fails(client, "VM.assert_operation_valid", vm, "pause")[0] == "VM_BAD_POWER_STATE"
+    assert client("VM.get_cooperative", vm) is True
+    client("VM.set_actions_after_crash", vm, "destroy")
+    assert client("VM.get_actions_after_crash", vm) == "destroy"
+    assert fails(client, "VM.set_suspend_VDI", vm, "OpaqueRef:NULL")[0] == "VM_BAD_POWER_STATE"
+    host = client("host.get_all")[0]
+    pif = client("host.get_management_interface", host)
+    assert client("PIF.get_management", pif) is True and client("PIF.get_host", pif) == host
+    assert client("session.get_all_subject_identifiers") == []
+    assert client("host.get_sched_gran", host) == "cpu"

@@ -174,6 +174,9 @@ class Simulator:
                 tasks.gc(b.store)
 
     def stop(self) -> None:
+        """Stop every listener and save the pools; a second call does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         for s in self.servers:
             s.shutdown()

@@ -14,6 +14,7 @@ both stand on this class.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -33,6 +34,9 @@ from xapisim import SimConfig, Simulator, host_configs
 from xapisim.backend import HostConfig
 
 PASSWORD = "functional-pw"
+# Nova's thread pools say at INFO that they shut down, after each test's log capture has
+# ended, so those lines would reach the console for every test
+logging.getLogger("nova.thread_pool_factory").setLevel(logging.WARNING)
 IMAGE_BYTES = 4 * 1024 * 1024
 INTEGRATION_BRIDGE = "br-int"
 
@@ -127,6 +131,8 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
             self.flags(api_servers=[self.glance_server.url], group="glance")
             self._send_a_token()
         super().setUp()
+        # stop the simulator while Nova's log capture still holds its messages
+        self.addCleanup(self.sim.stop)
         if self.REAL_GLANCE:
             self._keep_the_token()
         else:

@@ -126,3 +126,34 @@ def power_on(call: Call, host: str) -> str:
 def set_power_on_mode(call: Call, host: str, power_on_mode: str, power_on_config: dict) -> str:
     call.store.set("host", host, power_on_mode=power_on_mode, power_on_config=dict(power_on_config))
     return ""
+
+
+@api("host", "get_management_interface")
+def get_management_interface(call: Call, host: str) -> str:
+    store = call.store
+    with store.lock:
+        for pif in store.get("host", host)["PIFs"]:
+            if store.get("PIF", pif)["management"]:
+                return pif
+    raise XapiError("INTERNAL_ERROR", "Not_found")  # xapi_host.ml raises Not_found
+
+
+@api("host", "get_log")
+def get_log(call: Call, host: str) -> str:
+    """Deprecated in xapi: it answers an empty string."""
+    call.store.get("host", host)
+    return ""
+
+
+@api("host", "dmesg")
+def dmesg(call: Call, host: str) -> str:
+    rec = call.store.get("host", host)
+    return (f"[    0.000000] Linux version {rec['software_version'].get('linux', '')} "
+            f"(xapisim) #1 SMP\n[    0.000000] Command line: root=LABEL=root-xapisim ro\n")
+
+
+@api("host", "get_sched_gran")
+def get_sched_gran(call: Call, host: str) -> str:
+    """Xen's default scheduling granularity."""
+    call.store.get("host", host)
+    return "cpu"

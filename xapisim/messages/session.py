@@ -34,3 +34,9 @@ def change_password(call: Call, old_pwd: str, new_pwd: str) -> str:
         raise XapiError("SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure")
     call.backend.config.password = new_pwd
     return ""
+
+
+@api("session", "get_all_subject_identifiers")
+def get_all_subject_identifiers(call: Call) -> list[str]:
+    """No external authentication is configured, so no subject has a session."""
+    return []

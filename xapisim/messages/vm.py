@@ -544,3 +544,45 @@ def get_possible_hosts(call: Call, vm: str) -> list[str]:
 @api("VM", "compute_memory_overhead")
 def compute_memory_overhead(call: Call, vm: str) -> int:
     return overhead(call.store.get("VM", vm))
+
+
+@api("VM", "assert_operation_valid")
+def assert_operation_valid(call: Call, vm: str, op: str) -> str:
+    """The error the operation would fail with now, if any (xapi_vm_lifecycle.ml)."""
+    with call.store.lock:
+        check_vm(call.store, vm, op)
+    return ""
+
+
+@api("VM", "update_allowed_operations")
+def update_allowed_operations(call: Call, vm: str) -> str:
+    call.store.get("VM", vm)
+    call.backend.refresh("VM", vm)
+    return ""
+
+
+@api("VM", "get_cooperative")
+def get_cooperative(call: Call, vm: str) -> bool:
+    """Deprecated in xapi, which now always answers true."""
+    call.store.get("VM", vm)
+    return True
+
+
+@api("VM", "set_actions_after_crash")
+def set_actions_after_crash(call: Call, vm: str, value: str) -> str:
+    call.store.get("VM", vm)
+    call.store.set("VM", vm, actions_after_crash=value)
+    return ""
+
+
+@api("VM", "set_suspend_VDI")
+def set_suspend_VDI(call: Call, vm: str, value: str) -> str:
+    """Only a suspended VM's image can be replaced (xapi_vm.ml set_suspend_VDI)."""
+    store = call.store
+    with store.lock:
+        rec = store.get("VM", vm)
+        if rec["power_state"] != "Suspended":
+            raise XapiError("VM_BAD_POWER_STATE", vm, "suspended", rec["power_state"].lower())
+        store.get("VDI", value)
+        store.set("VM", vm, suspend_VDI=value)
+    return ""
