@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -55,3 +59,21 @@ def plain_copy(path: str, dest: str | None = None) -> float:
     t.join()
     server.close()
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def xapisim_process(tmp: str, sr_type: str, password: str, sr_size_gib: int = 16):
+    """A fresh ``xapisim serve`` in its own process; yields (port, process) and stops it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "xapisim", "serve", "--port", str(port),
+                             "--password", password, "--state-dir", tempfile.mkdtemp(dir=tmp),
+                             "--sr-type", sr_type, "--auth-failure-delay", "0",
+                             "--sr-size-gib", str(sr_size_gib)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        if "master at" not in proc.stdout.readline().decode():
+            raise RuntimeError("xapisim did not start")
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,16 +26,12 @@ import time
 import XenAPI
 
 sys.path.insert(0, os.path.dirname(__file__))
-from loopback import free_port, make_image, plain_copy  # noqa: E402
+from loopback import make_image, plain_copy, xapisim_process  # noqa: E402
 
 MIB = 1 << 20
 CHUNK = MIB
 PASSWORD = "bench"
 REPEATS = 3
-
-
-
-
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -87,15 +82,7 @@ def _export(port: int, session: str, vdi: str, digest: str | None) -> float:
 
 
 def run_one(sr_type: str, mib: int, image: str, digest: str, tmp: str) -> tuple[float, float, float]:
-    port = free_port()
-    state = tempfile.mkdtemp(dir=tmp)
-    proc = subprocess.Popen([sys.executable, "-m", "xapisim", "serve", "--port", str(port),
-                             "--password", PASSWORD, "--state-dir", state, "--sr-type", sr_type,
-                             "--auth-failure-delay", "0", "--sr-size-gib", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        if "master at" not in proc.stdout.readline().decode():
-            raise RuntimeError("xapisim did not start")
+    with xapisim_process(tmp, sr_type, PASSWORD) as (port, proc):
         x = XenAPI.Session(f"http://127.0.0.1:{port}")
         x.xenapi.login_with_password("root", PASSWORD, "2.21", "bench")
         sr = x.xenapi.pool.get_default_SR(x.xenapi.pool.get_all()[0])
@@ -110,9 +97,6 @@ def run_one(sr_type: str, mib: int, image: str, digest: str, tmp: str) -> tuple[
             _export(port, session, vdi, digest)  # the bytes round-trip exactly
             exported = min(exported, _export(port, session, vdi, None))
         return imported, exported, peak_rss_mib(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import xmlrpc.client
 import XenAPI
 
 sys.path.insert(0, os.path.dirname(__file__))
-from loopback import free_port, make_image, plain_copy  # noqa: E402
+from loopback import make_image, plain_copy, xapisim_process  # noqa: E402
 from vdi_transfer import _import as import_raw  # noqa: E402
 from vdi_transfer import peak_rss_mib  # noqa: E402
 
@@ -104,15 +103,7 @@ def destroy_vm(x, vm: str) -> None:
 
 def run_one(sr_type: str, mib: int, image: str, digest: str, tmp: str) -> dict:
     from nova_xenapi.testing.xapi_objects import diskless_vm
-    port = free_port()
-    state = tempfile.mkdtemp(dir=tmp)
-    proc = subprocess.Popen([sys.executable, "-m", "xapisim", "serve", "--port", str(port),
-                             "--password", PASSWORD, "--state-dir", state, "--sr-type", sr_type,
-                             "--auth-failure-delay", "0", "--sr-size-gib", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        if "master at" not in proc.stdout.readline().decode():
-            raise RuntimeError("xapisim did not start")
+    with xapisim_process(tmp, sr_type, PASSWORD) as (port, proc):
         x = XenAPI.Session(f"http://127.0.0.1:{port}")
         x.xenapi.login_with_password("root", PASSWORD, "2.21", "bench")
         session = x._session
@@ -143,9 +134,6 @@ def run_one(sr_type: str, mib: int, image: str, digest: str, tmp: str) -> dict:
         out["rss"] = peak_rss_mib(proc.pid)
         out["xva"] = xva
         return out
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def main() -> int:

@@ -187,7 +187,7 @@ class XenAPIDriver(driver.ComputeDriver):
     def _nova_vms(self) -> dict[str, dict]:
         return {ref: rec for ref, rec in self.session.call_xenapi("VM.get_all_records").items()
                 if not rec["is_a_template"] and not rec["is_control_domain"]
-                and rec["other_config"].get("nova_uuid")}
+                and rec["other_config"].get("nova_uuid") and vm.on_host(rec, self.session.host_ref)}
 
     def list_instances(self) -> list[str]:
         return [rec["name_label"] for rec in self._nova_vms().values()]

@@ -3,7 +3,8 @@
 The driver's event stream (``events.EventPump``) hands VM events here; changes
 of ``power_state`` on VMs that carry ``other_config:nova_uuid`` become Nova
 ``LifecycleEvent``s, so Nova learns of a guest that shut itself down without
-polling every VM, and the states answer Nova's power-state sync.
+polling every VM, and the states answer Nova's power-state sync.  Only VMs
+of the host this compute manages count (``vm.on_host``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nova.virt import event as virtevent
 from oslo_log import log as logging
 
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.vm import on_host as vm_on_host
 
 LOG = logging.getLogger(__name__)
 
@@ -80,6 +82,12 @@ class LifecycleWatcher:
             return
         snap = ev["snapshot"]
         if snap.get("is_a_template") or snap.get("is_a_snapshot"):
+            return
+        if not vm_on_host(snap, self._session.host_ref):  # another compute's VM (or moved away)
+            with self._lock:
+                owner = self._owner.pop(ref, None)
+                if owner:
+                    self._state.pop(owner, None)
             return
         other = snap.get("other_config", {})
         rescue = bool(other.get("nova_rescue_of"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import re
+import socket
 import threading
 import time
 import xmlrpc.client
@@ -66,12 +67,32 @@ class XenAPISession:
         self.peak_open = 0
         self.calls = 0
         self.pump = None  # an events.EventPump, when one follows this session's pool
+        named = urlsplit(self._url).hostname or ""
         first = self._checkout()
         try:
-            self.host_ref = self._call_on(first, "session.get_this_host", first.handle)
+            #: the host this session's user manages: the one ``url`` names, even when the
+            #: calls go to the pool master (which may move); refs outlive master changes
+            self.host_ref = self._named_host(first, named)
             self.host_uuid = self._call_on(first, "host.get_uuid", self.host_ref)
         finally:
             self._checkin(first)
+
+    def _named_host(self, sdk: XenAPI.Session, named: str) -> str:
+        """The pool member ``named`` (an address or host name of the configured URL)."""
+        this = self._call_on(sdk, "session.get_this_host", sdk.handle)
+        if urlsplit(self._url).hostname == named:
+            return this  # no HOST_IS_SLAVE: the named host is the master itself
+        try:
+            wanted = {named, socket.gethostbyname(named)}
+        except OSError:
+            wanted = {named}
+        records = self._call_on(sdk, "host.get_all_records")
+        for ref, rec in records.items():
+            if rec["address"] in wanted or rec["hostname"] == named or rec["name_label"] == named:
+                return ref
+        raise HostConnectionError(
+            f"{named} redirected to the pool master {urlsplit(self._url).hostname}, but no "
+            f"member of that pool has the address or name {named}")
 
     # ------------------------------------------------------------------ pool
     @property

@@ -17,6 +17,8 @@ from oslo_utils import units
 from nova_xenapi.errors import TaskTimeout, XenAPIError
 from nova_xenapi.session import XenAPISession
 
+NULL = "OpaqueRef:NULL"
+
 LOG = logging.getLogger(__name__)
 
 POWER_STATES = {
@@ -125,8 +127,20 @@ def get_state(session: XenAPISession, vm_ref: str) -> str:
     return session.call_xenapi("VM.get_power_state", vm_ref)
 
 
+def on_host(rec: dict, host_ref: str) -> bool:
+    """True if a VM record belongs to ``host_ref``: running there, or halted with affinity to it.
+
+    Each nova-compute manages one host of a pool; the others' VMs are not its own.
+    """
+    resident = rec.get("resident_on", NULL)
+    if resident != NULL:
+        return resident == host_ref
+    return rec.get("affinity", NULL) in (host_ref, NULL)
+
+
 def start(session: XenAPISession, vm_ref: str, timeout: float) -> None:
-    session.call_async("VM.start", vm_ref, False, False, timeout=timeout)
+    """Start on the host this compute manages (VM.start could pick any member of the pool)."""
+    session.call_async("VM.start_on", vm_ref, session.host_ref, False, False, timeout=timeout)
 
 
 def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
@@ -189,7 +203,7 @@ def suspend(session: XenAPISession, vm_ref: str) -> None:
 
 
 def resume(session: XenAPISession, vm_ref: str, timeout: float) -> None:
-    session.call_async("VM.resume", vm_ref, False, False, timeout=timeout)
+    session.call_async("VM.resume_on", vm_ref, session.host_ref, False, False, timeout=timeout)
 
 
 def destroy(session: XenAPISession, vm_ref: str) -> None:

@@ -29,8 +29,27 @@ def _sessions_on_host(sim) -> int:
 def test_a_pool_member_url_is_followed_to_the_master(sim):
     s = _session(sim.host_urls[1])
     assert s.url == sim.host_urls[0]
-    assert s.host_ref == sim.backend.master_ref
+    # the calls go to the master, but the host the session manages is the member it names
+    member = sim.backend.host_by_address("127.0.0.2")
+    assert s.host_ref == member != sim.backend.master_ref
     assert len(s.call_xenapi("host.get_all")) == 2
+    assert _session(sim.host_urls[0]).host_ref == sim.backend.master_ref
+
+
+def test_the_managed_host_outlives_a_master_move(sim):
+    s = _session(sim.host_urls[1])
+    member = s.host_ref
+    s.call_xenapi("pool.designate_new_master", member)
+    s.call_xenapi("pool.designate_new_master", sim.backend.host_by_address("127.0.0.1"))
+    assert s.host_ref == member and s.call_xenapi("host.get_address", member) == "127.0.0.2"
+
+
+def test_a_member_url_that_names_no_member_is_refused(sim):
+    """127.0.0.2 answers HOST_IS_SLAVE, but if no host has that address or name: a clear error."""
+    sim.backend.store.set("host", sim.backend.host_by_address("127.0.0.2"), address="10.9.9.9",
+                          hostname="elsewhere", name_label="elsewhere")
+    with pytest.raises(HostConnectionError, match="no member of that pool"):
+        _session(sim.host_urls[1])
 
 
 def test_master_moves_and_the_session_follows(sim):

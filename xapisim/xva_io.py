@@ -23,14 +23,22 @@ LOG = logging.getLogger(__name__)
 DRAIN_LIMIT = 256 << 20  # body bytes read after a failed import, so the client sees the task
 
 
-def _vm_of(req, store) -> str:
+def _named(req, store, cls: str, ref_key: str, uuid_key: str) -> str | None:
+    """The object a handler's query names by ref or by uuid, None if it names none."""
     q = req.query()
-    if "ref" in q:
-        store.get("VM", q["ref"])
-        return q["ref"]
-    if "uuid" in q:
-        return store.by_uuid_of("VM", q["uuid"])
-    raise XapiError("INTERNAL_ERROR", "Not_found")
+    if ref_key in q:
+        store.get(cls, q[ref_key])
+        return q[ref_key]
+    if uuid_key in q:
+        return store.by_uuid_of(cls, q[uuid_key])
+    return None
+
+
+def _vm_of(req, store) -> str:
+    vm = _named(req, store, "VM", "ref", "uuid")
+    if vm is None:
+        raise XapiError("INTERNAL_ERROR", "Not_found")  # export.ml: List.assoc "uuid"
+    return vm
 
 
 def _fail_before_answer(req, call: Call, task: str, err: XapiError) -> None:
@@ -149,12 +157,9 @@ def export_metadata(req, session: str) -> None:
 
 
 def _import_sr(req, store, pool_ref: str) -> str:
-    q = req.query()
-    if "sr_id" in q:
-        store.get("SR", q["sr_id"])
-        return q["sr_id"]
-    if "sr_uuid" in q:
-        return store.by_uuid_of("SR", q["sr_uuid"])
+    sr = _named(req, store, "SR", "sr_id", "sr_uuid")
+    if sr is not None:
+        return sr
     sr = store.get("pool", pool_ref)["default_SR"]
     if not store.exists("SR", sr):
         raise XapiError("DEFAULT_SR_NOT_FOUND", sr)

@@ -78,6 +78,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     DOM0_SSH = False
     #: standalone hosts (each its own pool) beside the first, for a second nova-compute
     STANDALONE_HOSTS = 0
+    #: hosts in the first pool (127.0.0.1 is its master); standalone hosts come after them
+    POOL_HOSTS = 1
+    SR_MATCHING_FILTER = "default-sr:true"
     glance_server = None
 
     @classmethod
@@ -105,9 +108,11 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
         self.device_dir = os.path.join(self.state_dir, "guest-devices")
-        others = [[HostConfig(f"127.0.0.{n + 2}", f"xs-host-{n + 2}", self.HOST_MEMORY_MIB, 8)]
-                  for n in range(self.STANDALONE_HOSTS)]
-        config = SimConfig(password=PASSWORD, hosts=host_configs(1, self.HOST_MEMORY_MIB, 8),
+        first = self.POOL_HOSTS + 1
+        others = [[HostConfig(f"127.0.0.{n + first}", f"xs-host-{n + first}",
+                              self.HOST_MEMORY_MIB, 8)] for n in range(self.STANDALONE_HOSTS)]
+        config = SimConfig(password=PASSWORD,
+                           hosts=host_configs(self.POOL_HOSTS, self.HOST_MEMORY_MIB, 8),
                            other_pools=others,
                            auth_failure_delay=0.0, device_dir=self.device_dir, sr_type=self.SR_TYPE,
                            plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])
@@ -117,8 +122,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         if self.BOOTSTRAP:
             self.bootstrap_output = self._bootstrap()
         else:
-            for n in range(self.STANDALONE_HOSTS + 1):
-                prepare_host(self.sim.url_of(f"127.0.0.{n + 1}"))
+            prepare_host(self.sim.url)  # networks are pool-wide
+            for n in range(self.STANDALONE_HOSTS):
+                prepare_host(self.sim.url_of(f"127.0.0.{n + first}"))
         if self.DOM0_SSH:
             self._prepare_dom0s()
         self.flags(compute_driver="xenapi.XenAPIDriver")
@@ -126,7 +132,8 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                    group="wsgi")
         self.flags(connection_url=self.sim.url, connection_password=PASSWORD, check_host=False,
                    image_handler=self.IMAGE_HANDLER, ovs_integration_bridge=INTEGRATION_BRIDGE,
-                   connection_concurrent=self.CONNECTION_CONCURRENT, group="xenserver")
+                   connection_concurrent=self.CONNECTION_CONCURRENT,
+                   sr_matching_filter=self.SR_MATCHING_FILTER, group="xenserver")
         if self.REAL_GLANCE:
             self.flags(api_servers=[self.glance_server.url], group="glance")
             self._send_a_token()

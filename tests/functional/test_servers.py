@@ -140,7 +140,7 @@ class ServerFailureTest(base.XenAPIFunctionalBase):
         self._delete_server(server)
 
     def test_failed_vm_start_leaves_nothing(self):
-        self.sim.faults.add("VM.start", "error",
+        self.sim.faults.add("VM.start_on", "error",
                             error=["HOST_NOT_ENOUGH_FREE_MEMORY", "1073741824", "0"])
         image = self.make_image(base.image_data())
         server = self._create_server(image_uuid=image, networks="none", expected_state="ERROR")
@@ -180,7 +180,7 @@ class OperationFailureTest(base.XenAPIFunctionalBase):
     def test_failed_rescue_leaves_no_rescue_vm_or_disk(self):
         server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
         before = self._objects()
-        self.sim.faults.add("VM.start", "error", error=["HOST_NOT_ENOUGH_FREE_MEMORY", "1", "0"])
+        self.sim.faults.add("VM.start_on", "error", error=["HOST_NOT_ENOUGH_FREE_MEMORY", "1", "0"])
         with self.assertRaisesRegex(client.OpenStackApiException, "cannot be rescued.*HOST_NOT_ENOUGH"):
             self.api.post_server_action(server["id"], {"rescue": {}})
         # Nova marks the server ERROR after a failed rescue; the host is as it was before
@@ -248,9 +248,9 @@ class ActionFailureTest(base.XenAPIFunctionalBase):
         ({"os-stop": None}, ("VM.clean_shutdown", "VM.hard_shutdown"), "ACTIVE"),
         ({"pause": None}, ("VM.pause",), "ACTIVE"),
         ({"suspend": None}, ("VM.suspend",), "ACTIVE"),
-        ({"os-start": None}, ("VM.start",), "SHUTOFF"),
+        ({"os-start": None}, ("VM.start_on",), "SHUTOFF"),
         ({"unpause": None}, ("VM.unpause",), "PAUSED"),
-        ({"resume": None}, ("VM.resume",), "SUSPENDED"),
+        ({"resume": None}, ("VM.resume_on",), "SUSPENDED"),
     ]
     SETUP = {"SHUTOFF": {"os-stop": None}, "PAUSED": {"pause": None}, "SUSPENDED": {"suspend": None}}
 

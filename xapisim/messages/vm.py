@@ -11,7 +11,7 @@ import time
 
 from ..call import Call
 from ..datamodel import NULL_REF
-from ..errors import XapiError
+from ..errors import XapiError, bad_power_state
 from ..generic import create as generic_create
 from ..registry import api
 from ..values import from_epoch, now
@@ -582,7 +582,7 @@ def set_suspend_VDI(call: Call, vm: str, value: str) -> str:
     with store.lock:
         rec = store.get("VM", vm)
         if rec["power_state"] != "Suspended":
-            raise XapiError("VM_BAD_POWER_STATE", vm, "suspended", rec["power_state"].lower())
+            raise bad_power_state(vm, "Suspended", rec["power_state"])
         store.get("VDI", value)
         store.set("VM", vm, suspend_VDI=value)
     return ""
