@@ -45,6 +45,11 @@ class SimConfig:
     # where a running guest "sees" the disks hot-plugged into it: <dir>/<vm-uuid>/<device>
     # (what lets a compute VM's image handler write to a VDI through a local block device)
     device_dir: str | None = None
+    # an NFS SR every host of the first pool sees (its default SR), as for live migration
+    shared_sr: str | None = None
+    # how fast a live migration copies memory (0: at once) and how long the switch-over pauses
+    migration_mib_per_s: float = 0.0
+    migration_pause_s: float = 0.0
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Backend:
         self.faults = faults or Faults()
         self.hosts: dict[str, HostRuntime] = {}
         self.event_registrations: dict[str, dict] = {}
+        self.migrations: list[dict] = []  # live migrations that left this pool (see migrate.py)
         self._domid = 0
         self._domid_lock = threading.Lock()
         from . import disks

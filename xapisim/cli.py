@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sr-type", default="ext", choices=("ext", "nfs", "lvm"),
                    help="type of each host's local SR")
     s.add_argument("--sr-size-gib", type=int, default=512)
+    s.add_argument("--shared-sr", choices=("nfs",),
+                   help="also an NFS SR every host of the pool sees, made the pool's default SR")
+    s.add_argument("--migration-mib-per-s", type=float, default=0.0,
+                   help="how fast a live migration copies memory (0: at once)")
     s.add_argument("--auth-failure-delay", type=float, default=5.0,
                    help="seconds a failed login waits (xapi: about 5)")
     s.add_argument("--ssh-port", type=int,
@@ -50,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
     config = SimConfig(password=args.password, hosts=hosts[:args.hosts],
                        other_pools=[[h] for h in hosts[args.hosts:]],
                        sr_type=args.sr_type, sr_size_gib=args.sr_size_gib,
+                       shared_sr=args.shared_sr, migration_mib_per_s=args.migration_mib_per_s,
                        auth_failure_delay=args.auth_failure_delay,
                        plugin_dirs=[str(p) for p in args.plugins],
                        device_dir=str(args.guest_device_dir) if args.guest_device_dir else None)

@@ -372,6 +372,9 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError) as e:
                 return self._send(400, json.dumps({"error": str(e)}).encode(), "application/json")
             return self._send(200, json.dumps(rule.to_dict()).encode(), "application/json")
+        if path == "/_xapisim/migrations" and method == "GET":
+            return self._send(200, json.dumps(self.server.sim.migrations).encode(),
+                              "application/json")
         if path == "/_xapisim/state" and method == "GET":
             return self._send(200, json.dumps(self.server.sim.summary()).encode(),
                               "application/json")

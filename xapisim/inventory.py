@@ -19,6 +19,8 @@ sources are named where they are used:
   ``storage-init`` (``xapi-project/sm``) creates them, with their i18n keys,
   and the pool's one shared tools ISO SR (``dbsync_master.ml
   create_tools_sr``);
+* with ``SimConfig.shared_sr``, an NFS SR plugged into every host and made
+  the pool's default SR, as an operator sets a pool up for live migration;
 * the default templates, generated from ``xenserver/guest-templates-json``
   (``tools/gen_templates.py`` → ``datamodel/templates.json``).
 
@@ -125,6 +127,13 @@ def build(backend: Backend, local_sr_type: str = "ext") -> None:
             store.set("host", h, suspend_image_sr=local, crash_dump_sr=local)
             if default_sr == NULL_REF:
                 default_sr = local
+        if backend.config.shared_sr:
+            # what an operator adds for live migration: one SR every host sees, the default
+            default_sr = make_sr(backend, hosts, backend.config.shared_sr,
+                                 backend.config.sr_size_gib * GIB, "NFS virtual disk storage",
+                                 shared=True, sm_config={},
+                                 device_config={"server": "127.0.0.1",
+                                                "serverpath": "/export/xapisim"})
         store.set("pool", pool, default_SR=default_sr)
         _tools_sr(backend, hosts)
         for values in load_templates():

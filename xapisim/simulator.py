@@ -218,6 +218,12 @@ class Simulator:
         """The master of the ``index``-th pool."""
         return self.url_of(self.backends[index].master_address())
 
+    @property
+    def migrations(self) -> list[dict]:
+        """Every live migration so far (kind, vm uuid, source and destination host refs,
+        duration_s, downtime_s, disks_copied), oldest first."""
+        return [m for b in self.backends for m in b.migrations]
+
     def summary(self) -> dict:
         store = self.backend.store
         with store.lock:

@@ -10,6 +10,12 @@ as xapi allows localhost migration.  ``host.evacuate`` plans a destination
 for every running guest first and moves nothing unless all can go
 (``CANNOT_EVACUATE_HOST``).
 
+Both are live: the memory copy takes ``SimConfig.migration_mib_per_s``
+time with task progress, ``task.cancel`` during it leaves the VM where it
+was and nothing half-made on either side, and the switch-over (with
+``SimConfig.migration_pause_s``) is recorded with its downtime in
+``Simulator.migrations``.
+
 Storage motion and cross-pool migration: the destination pool's
 ``host.migrate_receive`` returns the ``dest`` map (keys ``SM``, ``host``,
 ``xenops``, ``session_id``, ``master``) that ``VM.migrate_send`` and
@@ -24,6 +30,8 @@ encrypted VDIs, version checks.
 """
 from __future__ import annotations
 
+import contextlib
+import time
 from urllib.parse import urlsplit
 
 from ..call import Call
@@ -33,6 +41,58 @@ from ..registry import api
 from .lifecycle import Operation, check_vm
 from .vdi import new_vdi, sr_info, update_sr_usage
 from .vm import bring_down, bring_up, check_host_for, update_host_memory
+
+MIB = 1 << 20
+COPY_STEPS = 10
+
+
+def _copy_memory(call: Call, vm: str, base: float, span: float) -> None:
+    """The pre-copy of a live migration: the VM keeps running while its memory moves.
+
+    It takes ``memory_dynamic_max / SimConfig.migration_mib_per_s`` seconds
+    (none when that is 0), reports progress from ``base`` to ``base + span``
+    and stops with TASK_CANCELLED when the task is cancelled.
+    """
+    rate = call.backend.config.migration_mib_per_s
+    with call.store.lock:
+        mib = int(call.store.get("VM", vm)["memory_dynamic_max"]) / MIB
+    seconds = mib / rate if rate > 0 else 0.0
+    for i in range(1, COPY_STEPS + 1):
+        if seconds:
+            time.sleep(seconds / COPY_STEPS)
+        call.progress(base + span * i / COPY_STEPS)
+
+
+@contextlib.contextmanager
+def _locked(*stores):
+    """Hold several pools' locks, always taken in the same order (no deadlock between
+    two migrations going opposite ways)."""
+    with contextlib.ExitStack() as stack:
+        for st in sorted(set(stores), key=id):
+            stack.enter_context(st.lock)
+        yield
+
+
+def _record(call: Call, kind: str, vm_uuid: str, source: str, destination: str, started: float,
+            downtime: float, disks: int) -> None:
+    """What tests read back to measure a migration (``Simulator.migrations``)."""
+    call.backend.migrations.append({
+        "kind": kind, "vm": vm_uuid, "source": source, "destination": destination,
+        "duration_s": time.monotonic() - started, "downtime_s": downtime, "disks_copied": disks})
+
+
+def _switch_over(call: Call, vm: str, host: str) -> float:
+    """Pause, move the domain and resume on ``host``; the seconds the guest did not run.
+
+    Called with the store locked, so no observer sees the VM anywhere but
+    Running on one host or the other.
+    """
+    t = time.monotonic()
+    pause = call.backend.config.migration_pause_s
+    if pause:
+        time.sleep(pause)
+    _move(call, vm, host)
+    return time.monotonic() - t
 
 
 def _move(call: Call, vm: str, host: str) -> None:
@@ -54,14 +114,32 @@ def _check_destination(call: Call, vm: str, host: str) -> None:
 
 @api("VM", "pool_migrate", cancellable=True)
 def pool_migrate(call: Call, vm: str, host: str, options: dict) -> str:
+    """Live migration inside the pool: memory is copied while the VM runs; disks stay put.
+
+    The destination's memory is held (``scheduled_to_be_resident_on``) for the
+    copy; a cancel during it leaves the VM running where it was.
+    """
     store = call.store
     store.get("host", host)
+    started = time.monotonic()
     with Operation(call, "VM", vm, "pool_migrate"):
         with store.lock:
             _check_destination(call, vm, host)
-        call.progress(0.5)
+            source = store.get("VM", vm)["resident_on"]
+            store.set("VM", vm, scheduled_to_be_resident_on=host)
+            update_host_memory(call.backend, host)
+        try:
+            _copy_memory(call, vm, 0.0, 0.95)
+        except BaseException:
+            with store.lock:
+                if store.exists("VM", vm):
+                    store.set("VM", vm, scheduled_to_be_resident_on=NULL_REF)
+                update_host_memory(call.backend, host)
+            raise
         with store.lock:
-            _move(call, vm, host)
+            downtime = _switch_over(call, vm, host)
+            uuid = store.get("VM", vm)["uuid"]
+    _record(call, "pool_migrate", uuid, source, host, started, downtime, 0)
     return ""
 
 
@@ -238,40 +316,57 @@ def _recreate_vm(call: Call, dcall: Call, vm: str, disks: dict[str, str], vif_ma
 @api("VM", "migrate_send", cancellable=True)
 def migrate_send(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif_map: dict,
                  options: dict, vgpu_map: dict) -> str:
+    """Storage motion and cross-pool migration: the disks are copied, then (if it runs) the
+    memory while the VM keeps running, then the switch-over.  A cancel or a failure before
+    the switch-over destroys every copy and leaves the VM where it was."""
     from .vdi import destroy_vdi
     store = call.store
+    started = time.monotonic()
     with store.lock:
         remote, host, session = _assert_can_migrate(call, vm, dest, vdi_map, vif_map)
     dcall = Call(remote, host, session=session, wire_name="VM.migrate_send")
     with Operation(call, "VM", vm, "migrate_send"):
         rec = store.get("VM", vm)
         running = rec["power_state"] in ("Running", "Paused")
+        source = rec["resident_on"]
         old = [vdi for _, vdi in _disks(store, vm)]
         copies: dict[str, str] = {}
         try:
             for n, vdi in enumerate(old, 1):
                 copies[vdi] = _copy_disk(call, dcall, vdi, vdi_map[vdi])
-                call.progress(0.8 * n / max(1, len(old)))
+                call.progress(0.7 * n / max(1, len(old)))
+            if running:
+                _copy_memory(call, vm, 0.7, 0.25)
         except BaseException:
             for new in copies.values():
-                destroy_vdi(dcall, new)
+                if remote.store.exists("VDI", new):
+                    destroy_vdi(dcall, new)
             raise
+        downtime = 0.0
         if remote is call.backend:  # storage motion inside the pool
             with store.lock:
+                t = time.monotonic()
                 for vbd, vdi in _disks(store, vm):
                     store.set("VBD", vbd, VDI=copies[vdi])
                 for vdi in old:
                     destroy_vdi(call, vdi)
                 if running and rec["resident_on"] != host:
-                    _move(call, vm, host)
+                    downtime = _switch_over(call, vm, host)
+                elif running:
+                    downtime = time.monotonic() - t
+            _record(call, "migrate_send", rec["uuid"], source, host, started, downtime, len(old))
             return vm
-        with remote.store.lock:
+        with _locked(remote.store, store):
+            t = time.monotonic()
             new = _recreate_vm(call, dcall, vm, copies, vif_map)
             if running:
+                pause = call.backend.config.migration_pause_s
+                if pause:
+                    time.sleep(pause)
                 bring_up(dcall, new, host, rec["power_state"] == "Paused")
-        with store.lock:
             if rec["power_state"] != "Halted":
                 bring_down(call, vm)
+            downtime = time.monotonic() - t if running else 0.0
             for vbd in list(store.get("VM", vm)["VBDs"]):
                 store.destroy("VBD", vbd)
             for vif in list(store.get("VM", vm)["VIFs"]):
@@ -283,4 +378,5 @@ def migrate_send(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif
         store.destroy("VM", vm)
         if store.exists("VM_metrics", metrics):
             store.destroy("VM_metrics", metrics)
+    _record(call, "migrate_send", rec["uuid"], source, host, started, downtime, len(old))
     return new
