@@ -20,6 +20,7 @@ from nova_xenapi import (
     image_cache,
     images,
     lifecycle,
+    live_migration,
     migration,
     plugins,
     session,
@@ -69,6 +70,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._host: spawn.Host | None = None
         self._watcher: lifecycle.LifecycleWatcher | None = None
         self._pump: events.EventPump | None = None
+        self._migrations: live_migration.Migrations | None = None
 
     # -------------------------------------------------------------- plumbing
     @property
@@ -293,6 +295,68 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def snapshot(self, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
         snapshot.snapshot(self.host, context, instance, image_id, update_task_state)
+
+    # ---------------------------------------------------------- live migration
+    @property
+    def _live(self) -> live_migration.Migrations:
+        if self._migrations is None:
+            self._migrations = live_migration.Migrations(self.session)
+        return self._migrations
+
+    def check_can_live_migrate_destination(self, context: Any, instance: Any, src_compute_info: Any,
+                                           dst_compute_info: Any, block_migration: bool | None = False,
+                                           disk_over_commit: bool = False) -> Any:
+        return live_migration.check_destination(self.session, instance, block_migration,
+                                                CONF.xenserver.sr_matching_filter)
+
+    def cleanup_live_migration_destination_check(self, context: Any, dest_check_data: Any) -> None:
+        pass  # the destination check makes nothing
+
+    def check_can_live_migrate_source(self, context: Any, instance: Any, dest_check_data: Any,
+                                      block_device_info: Any = None) -> Any:
+        return live_migration.check_source(self.session, instance, dest_check_data,
+                                           block_device_info)
+
+    def get_instance_disk_info(self, instance: Any, block_device_info: Any = None) -> str:
+        return "[]"  # XAPI moves the disks itself
+
+    def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
+                           network_info: Any, disk_info: Any, migrate_data: Any) -> Any:
+        return live_migration.prepare_destination(self.session, migrate_data,
+                                                  self.host.vifs.integration_network())
+
+    def live_migration(self, context: Any, instance: Any, dest: str, post_method: Any,
+                       recover_method: Any, block_migration: bool = False,
+                       migrate_data: Any = None) -> None:
+        self._live.run(context, instance, dest, post_method, recover_method, block_migration,
+                       migrate_data)
+
+    def live_migration_abort(self, instance: Any) -> None:
+        self._live.abort(instance)
+
+    def live_migration_force_complete(self, instance: Any) -> None:
+        raise NotImplementedError("XAPI cannot force a live migration to complete: VM.pool_migrate "
+                                  "and VM.migrate_send have no post-copy or pause-and-finish mode")
+
+    def post_live_migration(self, context: Any, instance: Any, block_device_info: Any,
+                            migrate_data: Any = None) -> None:
+        pass  # XAPI has already removed the source's VM (and, for block migration, its disks)
+
+    def post_live_migration_at_source(self, context: Any, instance: Any, network_info: Any) -> None:
+        pass  # the VIFs left the source's switch with the domain
+
+    def post_live_migration_at_destination(self, context: Any, instance: Any, network_info: Any,
+                                           block_migration: bool = False,
+                                           block_device_info: Any = None) -> None:
+        live_migration.finish_at_destination(self.session, instance)
+
+    def rollback_live_migration_at_destination(self, context: Any, instance: Any, network_info: Any,
+                                               block_device_info: Any, destroy_disks: bool = True,
+                                               migrate_data: Any = None) -> None:
+        # A failed or cancelled VM.pool_migrate/migrate_send leaves the VM on the source and
+        # removes what it made here; the VM may be in this pool (shared storage), so never
+        # destroy it by name.
+        pass
 
     # ------------------------------------------------------------ networks
     def plug_vifs(self, instance: Any, network_info: Any) -> None:

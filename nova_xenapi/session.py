@@ -297,6 +297,39 @@ class XenAPISession:
             with contextlib.suppress(XenAPIError, HostConnectionError):
                 self.call_xenapi("task.destroy", task)
 
+    def follow_task(self, task: str, on_progress, every: float = 1.0) -> Any:
+        """Wait for a long task without a deadline, calling ``on_progress(fraction)`` about
+        every ``every`` seconds; the decoded result, or its error.  The task is destroyed.
+
+        For what may run for minutes and be cancelled by someone else (a live migration).
+        """
+        try:
+            while True:
+                if self.pump is not None and self.pump.running:
+                    snap = self.pump.wait(task, every)
+                else:
+                    snap = self.get_record("task", task)
+                    if snap is not None and snap["status"] == "pending":
+                        time.sleep(every)
+                        snap = None
+                if snap is None:
+                    rec = self.get_record("task", task)
+                    if rec is None:
+                        raise XenAPIError(["HANDLE_INVALID", "task", task])
+                    if rec["status"] == "pending":
+                        on_progress(float(rec["progress"]))
+                        continue
+                    snap = rec
+                if snap["status"] == "gone":
+                    raise XenAPIError(["HANDLE_INVALID", "task", task])
+                if snap["status"] == "success":
+                    return _decode_task_result(snap["result"])
+                if snap["status"] in ("failure", "cancelled"):
+                    raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
+        finally:
+            with contextlib.suppress(XenAPIError, HostConnectionError):
+                self.call_xenapi("task.destroy", task)
+
     def call_plugin(self, plugin: str, fn: str, args: dict[str, str], host: str | None = None) -> str:
         """Run a dom0 plugin function on ``host`` (default: this host)."""
         return self.call_xenapi("host.call_plugin", host or self.host_ref, plugin, fn, args)

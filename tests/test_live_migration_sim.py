@@ -184,6 +184,12 @@ def test_migrate_send_to_another_pool_runs_there_with_the_same_bytes(pool):
     (record,) = sim.migrations
     assert record["kind"] == "migrate_send" and record["disks_copied"] == 1
     assert 0 <= record["downtime_s"] < record["duration_s"]
+    # the moved VM is an ordinary VM of its new pool: it can be taken apart
+    o.xenapi.VM.hard_shutdown(new)
+    for vbd in o.xenapi.VM.get_VBDs(new):
+        o.xenapi.VBD.destroy(vbd)
+    o.xenapi.VDI.destroy(new_vdi)
+    o.xenapi.VM.destroy(new)
 
 
 def test_a_cancelled_migrate_send_leaves_nothing_on_the_destination(pool):

@@ -81,6 +81,10 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     #: hosts in the first pool (127.0.0.1 is its master); standalone hosts come after them
     POOL_HOSTS = 1
     SR_MATCHING_FILTER = "default-sr:true"
+    #: an NFS SR shared by the first pool's hosts, its default SR (for live migration)
+    SHARED_SR: str | None = None
+    #: how fast the simulator's live migrations copy memory (0: at once)
+    MIGRATION_MIB_PER_S = 0.0
     glance_server = None
 
     @classmethod
@@ -113,6 +117,7 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                               self.HOST_MEMORY_MIB, 8)] for n in range(self.STANDALONE_HOSTS)]
         config = SimConfig(password=PASSWORD,
                            hosts=host_configs(self.POOL_HOSTS, self.HOST_MEMORY_MIB, 8),
+                           shared_sr=self.SHARED_SR, migration_mib_per_s=self.MIGRATION_MIB_PER_S,
                            other_pools=others,
                            auth_failure_delay=0.0, device_dir=self.device_dir, sr_type=self.SR_TYPE,
                            plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])

@@ -53,7 +53,7 @@ def destroy(call: Call, vbd: str) -> str:
         rec = store.get("VBD", vbd)
         if rec["currently_attached"]:
             raise XapiError("OPERATION_NOT_ALLOWED", "VBD currently attached to a running VM")
-        if rec["metrics"] != NULL_REF and store.exists("VBD_metrics", rec["metrics"]):
+        if rec.get("metrics", NULL_REF) != NULL_REF and store.exists("VBD_metrics", rec["metrics"]):
             store.destroy("VBD_metrics", rec["metrics"])
         store.destroy("VBD", vbd)
         if rec["VDI"] != NULL_REF and store.exists("VDI", rec["VDI"]):
