@@ -197,7 +197,19 @@ def _report(data: Any, memory: int, fraction: float) -> None:
         LOG.debug("could not record live migration progress", exc_info=True)
 
 
-def finish_at_destination(session: XenAPISession, instance: Any) -> None:
-    """The VM now runs here: make it this compute's (affinity follows the move)."""
+def finish_at_destination(session: XenAPISession, instance: Any, attempts: int = 3) -> None:
+    """The VM now runs here: make it this compute's (affinity follows the move).
+
+    The move has already happened, so a failure here must not fail the
+    migration (Nova would put a running server in ERROR): the setter, safe to
+    repeat, is tried again, and then only warned about.
+    """
     vm_ref = vm.find(session, instance)
-    session.call_xenapi("VM.set_affinity", vm_ref, session.host_ref)
+    for attempt in range(1, attempts + 1):
+        try:
+            session.call_xenapi("VM.set_affinity", vm_ref, session.host_ref)
+            return
+        except XenAPIError as exc:
+            if attempt == attempts:
+                LOG.warning("%s runs here, but its affinity could not follow it: %s",
+                            instance.uuid, exc, instance=instance)

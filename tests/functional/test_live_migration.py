@@ -85,6 +85,39 @@ class SharedStorageLiveMigrationTest(_LiveBase):
         self.assertHostClean()
 
 
+class SharedStorageFailureTest(_LiveBase):
+    POOL_HOSTS = 2
+    SHARED_SR = "nfs"
+
+    def test_a_failed_step_leaves_the_server_active_on_the_source(self):
+        server, _ = self._boot()
+        for message, error in (
+                ("VM.pool_migrate", ["HOST_NOT_ENOUGH_FREE_MEMORY", "1", "0"]),
+                ("host.compute_free_memory", ["INTERNAL_ERROR", "injected"]),
+                ("VM.set_affinity", ["INTERNAL_ERROR", "injected"])):
+            with self.subTest(message=message):
+                self.sim.faults.clear()
+                self.sim.faults.add(message, "error", error=error)
+                try:
+                    self._migrate(server, "compute2")
+                except client.OpenStackApiException:
+                    pass  # refused by a pre-check before the move
+                else:
+                    self._wait_for_migration_status(server, ["error", "failed", "completed"])
+                server = self._wait_for_state_change(server, "ACTIVE")
+                self.sim.faults.clear()
+                rec = self.vm_of(server)
+                self.assertEqual("Running", rec["power_state"])
+                if message == "VM.set_affinity":  # after the move: retried, and it is there
+                    self.assertEqual("compute2", server["OS-EXT-SRV-ATTR:host"])
+                    self.assertEqual("127.0.0.2", self.api_x.host.get_address(rec["resident_on"]))
+                    self.assertEqual(rec["resident_on"], rec["affinity"])
+                    continue
+                self.assertEqual("compute", server["OS-EXT-SRV-ATTR:host"])
+                self.assertEqual("127.0.0.1", self.api_x.host.get_address(rec["resident_on"]))
+                self.assertEqual(1, len(_guests(self.api_x)))
+
+
 class AbortLiveMigrationTest(_LiveBase):
     POOL_HOSTS = 2
     SHARED_SR = "nfs"
@@ -139,6 +172,23 @@ class BlockLiveMigrationTest(_LiveBase):
         self.assertEqual({}, self.leftovers())
         self._delete_server(server)
         self.assertEqual([], _guests(self.other.xenapi))
+
+    def test_a_failed_storage_motion_leaves_nothing_on_either_side(self):
+        server, _ = self._boot()
+        vdis = set(self.other.xenapi.VDI.get_all())
+        for message in ("host.migrate_receive", "VM.migrate_send"):
+            with self.subTest(message=message):
+                self.sim.faults.clear()
+                self.sim.faults.add(message, "error", error=["SR_BACKEND_FAILURE_44", "",
+                                                             "There is insufficient space"])
+                self._migrate(server, "compute2")
+                self._wait_for_migration_status(server, ["error", "failed"])
+                server = self._wait_for_state_change(server, "ACTIVE")
+                self.sim.faults.clear()
+                self.assertEqual("compute", server["OS-EXT-SRV-ATTR:host"])
+                self.assertEqual("Running", self.vm_of(server)["power_state"])
+                self.assertEqual([], _guests(self.other.xenapi))
+                self.assertEqual(vdis, set(self.other.xenapi.VDI.get_all()))
 
     def test_shared_storage_migration_between_pools_is_refused_clearly(self):
         server, _ = self._boot()
