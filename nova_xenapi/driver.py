@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nova import exception
+from nova.compute import task_states
 from nova.virt import driver, hardware
 from oslo_log import log as logging
 
@@ -29,6 +30,7 @@ from nova_xenapi import (
     this_vm,
     vm,
 )
+from nova_xenapi import evacuate as evacuate_mod
 from nova_xenapi import host as host_ops
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 
@@ -42,7 +44,7 @@ class XenAPIDriver(driver.ComputeDriver):
     capabilities = dict(driver.ComputeDriver.capabilities)
     capabilities.update({
         "has_imagecache": True,  # base images cached in the SR ([xenserver] cache_images)
-        "supports_evacuate": False,
+        "supports_evacuate": True,
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
         "supports_device_tagging": False,
@@ -198,7 +200,31 @@ class XenAPIDriver(driver.ComputeDriver):
         return [rec["other_config"]["nova_uuid"] for rec in self._nova_vms().values()]
 
     def instance_exists(self, instance: Any) -> bool:
-        return vm.lookup(self.session, instance.name) is not None
+        """Whether the instance's VM is on this compute's host (a pool holds other hosts' VMs)."""
+        ref = vm.lookup(self.session, instance.name)
+        rec = self.session.get_record("VM", ref) if ref else None
+        return rec is not None and vm.on_host(rec, self.session.host_ref)
+
+    def instance_on_disk(self, instance: Any) -> bool:
+        """Whether this host sees all of the instance's disks (shared storage in its pool)."""
+        return evacuate_mod.disks_reachable(self.session, instance)
+
+    def rebuild(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
+                admin_password: Any, allocations: Any, bdms: Any, detach_block_devices: Any,
+                attach_block_devices: Any, network_info: Any = None, evacuate: bool = False,
+                block_device_info: Any = None, preserve_ephemeral: bool = False,
+                accel_uuids: Any = None, reimage_boot_volume: bool = False) -> None:
+        if not evacuate:
+            raise NotImplementedError()  # Nova's own rebuild: destroy, then spawn from the image
+        evacuate_mod.check_possible(self.session, instance)
+        # the task states Nova's manager expects a driver's rebuild to pass through
+        detach_block_devices(context, bdms, detach_root_bdm=True)
+        instance.task_state = task_states.REBUILD_BLOCK_DEVICE_MAPPING
+        instance.save(expected_task_state=[task_states.REBUILDING])
+        attach_block_devices(context, instance, bdms)
+        instance.task_state = task_states.REBUILD_SPAWNING
+        instance.save(expected_task_state=[task_states.REBUILD_BLOCK_DEVICE_MAPPING])
+        evacuate_mod.recover_here(self.session, instance)
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
         """The power state; from the event.from cache when allowed (no XAPI call), else from XAPI."""

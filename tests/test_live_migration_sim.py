@@ -211,3 +211,27 @@ def test_a_cancelled_migrate_send_leaves_nothing_on_the_destination(pool):
     assert set(o.xenapi.VDI.get_all()) == vdis_before
     assert [v for v in o.xenapi.VM.get_all_records().values()
             if not v["is_a_template"] and not v["is_control_domain"]] == []
+
+
+def test_power_state_reset_only_after_the_host_failed(pool):
+    """xapi_vm.ml power_state_reset: dom0 never; DOMAIN_EXISTS on the master; HOST_IS_LIVE."""
+    sim, s = pool
+    x = s.xenapi
+    master, member = _hosts(x)
+    dom0 = x.host.get_control_domain(master)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.power_state_reset(dom0)
+    assert e.value.details == ["CANNOT_RESET_CONTROL_DOMAIN", dom0]
+    here, _, _ = _running_vm(sim, s, _shared_sr(x), master)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.power_state_reset(here)
+    assert e.value.details == ["DOMAIN_EXISTS", here]
+    there, _, _ = _running_vm(sim, s, _shared_sr(x), member)
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.power_state_reset(there)
+    assert e.value.details == ["HOST_IS_LIVE", member]
+    sim.crash_host(x.host.get_address(member))
+    assert x.VM.get_power_state(there) == "Running"  # the database still says so
+    x.VM.power_state_reset(there)
+    assert x.VM.get_power_state(there) == "Halted" and x.VM.get_resident_on(there) == "OpaqueRef:NULL"
+    x.VM.start_on(there, master, False, False)  # its shared disk lets it run elsewhere

@@ -218,6 +218,17 @@ class Simulator:
         """The master of the ``index``-th pool."""
         return self.url_of(self.backends[index].master_address())
 
+    def crash_host(self, address: str) -> None:
+        """The host at ``address`` fails: it stops answering, its metrics say it is not live,
+        and its VMs stay Running in the pool's database, as after a real crash."""
+        found = self.host_at(address)
+        if found is None:
+            raise ValueError(f"no host at {address}")
+        backend, ref = found
+        with backend.store.lock:
+            backend.store.set("host_metrics", backend.store.get("host", ref)["metrics"], live=False)
+        self.faults.killed_hosts.add(address)
+
     @property
     def migrations(self) -> list[dict]:
         """Every live migration so far (kind, vm uuid, source and destination host refs,

@@ -358,10 +358,24 @@ def _resume(call: Call, vm: str, host: str | None, paused: bool, op: str) -> str
 
 @api("VM", "power_state_reset")
 def power_state_reset(call: Call, vm: str) -> str:
+    """xapi_vm.ml power_state_reset: for VMs whose host failed, never to lose a live domain.
+
+    dom0 cannot be reset (CANNOT_RESET_CONTROL_DOMAIN); a running VM on the
+    host taking the call still has its domain (DOMAIN_EXISTS), one on another
+    host that is alive is that host's business (HOST_IS_LIVE).
+    """
     store = call.store
     with store.lock:
         rec = store.get("VM", vm)
+        if rec["is_control_domain"]:
+            raise XapiError("CANNOT_RESET_CONTROL_DOMAIN", vm)
         if rec["power_state"] in ("Running", "Paused"):
+            host = rec["resident_on"]
+            if host == call.host:
+                raise XapiError("DOMAIN_EXISTS", vm)
+            if store.exists("host", host) and store.get(
+                    "host_metrics", store.get("host", host)["metrics"])["live"]:
+                raise XapiError("HOST_IS_LIVE", host)
             bring_down(call, vm)
         elif rec["power_state"] == "Suspended":
             _drop_suspend_image(call, vm)
