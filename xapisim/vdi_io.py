@@ -41,6 +41,13 @@ def handler_task(req, call: Call, label: str) -> str:
     return tasks.create(call, label, destroy_when_done=True)
 
 
+def handler_call(req, session: str, label: str) -> Call:
+    """The call context of an HTTP handler, reporting into its task (``handler_task``)."""
+    call = Call(req.server.backend, req.server.host_ref, session=session, wire_name=label)
+    call.task = handler_task(req, call, label)
+    return call
+
+
 def _vdi_from(store, value: str) -> str:
     hit = store.resolve(value)
     if hit is None or hit[0] != "VDI":

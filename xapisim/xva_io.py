@@ -17,7 +17,7 @@ from .call import Call
 from .errors import HttpError, XapiError
 from .messages import vm_xva
 from .messages.lifecycle import Operation
-from .vdi_io import handler_task
+from .vdi_io import handler_call
 
 LOG = logging.getLogger(__name__)
 DRAIN_LIMIT = 256 << 20  # body bytes read after a failed import, so the client sees the task
@@ -71,9 +71,8 @@ def _answer_headers(req, task: str, disposition: bool, length: int | None = None
 def export_vm(req, session: str) -> None:
     backend = req.server.backend
     store = backend.store
-    call = Call(backend, req.server.host_ref, session=session, wire_name="VM.export")
-    task = handler_task(req, call, "VM.export")
-    call.task = task
+    call = handler_call(req, session, "VM.export")
+    task = call.task
     preserve = req.param("preserve_power_state") == "true"
     algorithm = xva.compression_of(req.query().get("use_compression"))
     try:
@@ -115,9 +114,8 @@ def export_metadata(req, session: str) -> None:
     """``/export_metadata``: ``ova.xml`` alone in a tar, with snapshots unless told otherwise."""
     backend = req.server.backend
     store = backend.store
-    call = Call(backend, req.server.host_ref, session=session, wire_name="VM.export_metadata")
-    task = handler_task(req, call, "VM.export_metadata")
-    call.task = task
+    call = handler_call(req, session, "VM.export_metadata")
+    task = call.task
     q = req.query()
     try:
         if q.get("all") == "true":
@@ -169,12 +167,11 @@ def _import_sr(req, store, pool_ref: str) -> str:
 def _import(req, session: str, label: str, full: bool) -> None:
     backend = req.server.backend
     store = backend.store
-    call = Call(backend, req.server.host_ref, session=session, wire_name=label)
+    call = handler_call(req, session, label)
+    task = call.task
     q = req.query()
     restore = q.get("restore") == "true"
     force = q.get("force") == "true"
-    task = handler_task(req, call, label)
-    call.task = task
     sr = None
     try:
         if full:

@@ -172,6 +172,15 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                 dom0_trust.trust(self.sim, source, address)
         self.flags(dom0_ssh_port=self.sim.ssh_port, group="xenserver")
 
+    def start_compute(self, name: str, address: str):
+        """Another nova-compute, whose driver manages the host at ``address``."""
+        self.flags(connection_url=self.sim.url_of(address), group="xenserver")
+        try:
+            self.computes[name] = self.start_service("compute", host=name)
+        finally:
+            self.flags(connection_url=self.sim.url, group="xenserver")
+        return self.computes[name]
+
     def _make_compute_vm(self) -> str:
         """A running VM standing for the one nova-compute runs in, as on a real host."""
         x = self.xapi.xenapi

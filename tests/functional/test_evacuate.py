@@ -17,9 +17,7 @@ class _EvacuateBase(base.XenAPIFunctionalBase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.flags(connection_url=self.sim.url_of("127.0.0.2"), group="xenserver")
-        self.computes["compute2"] = self.start_service("compute", host="compute2")
-        self.flags(connection_url=self.sim.url, group="xenserver")
+        self.start_compute("compute2", "127.0.0.2")
 
     def _fail_compute2(self) -> None:
         """xs-host-2 crashes and its nova-compute is gone."""

@@ -27,9 +27,7 @@ class _LiveBase(base.XenAPIFunctionalBase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.flags(connection_url=self.sim.url_of(self.SECOND), group="xenserver")
-        self.computes["compute2"] = self.start_service("compute", host="compute2")
-        self.flags(connection_url=self.sim.url, group="xenserver")
+        self.start_compute("compute2", self.SECOND)
 
     def _boot(self) -> tuple[dict, bytes]:
         data = base.image_data(11)

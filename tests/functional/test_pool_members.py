@@ -19,9 +19,7 @@ class PoolMembersTest(base.XenAPIFunctionalBase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.flags(connection_url=self.sim.url_of("127.0.0.2"), group="xenserver")
-        self.computes["compute2"] = self.start_service("compute", host="compute2")
-        self.flags(connection_url=self.sim.url, group="xenserver")
+        self.start_compute("compute2", "127.0.0.2")
         x = self.api_x
         self.hosts = {x.host.get_address(h): h for h in x.host.get_all()}
 

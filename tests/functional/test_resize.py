@@ -137,10 +137,7 @@ class ColdMigrationTest(_ResizeBase):
 
     def setUp(self) -> None:
         super().setUp()
-        # the second nova-compute's driver connects to the second host when it starts
-        self.flags(connection_url=self.sim.url_of("127.0.0.2"), group="xenserver")
-        self.computes["compute2"] = self.start_service("compute", host="compute2")
-        self.flags(connection_url=self.sim.url, group="xenserver")
+        self.start_compute("compute2", "127.0.0.2")
         self.other = XenAPI.Session(self.sim.url_of("127.0.0.2"))
         self.other.xenapi.login_with_password("root", base.PASSWORD, "2.21", "functional-check")
         self.addCleanup(self.other.xenapi.session.logout)
