@@ -79,6 +79,9 @@ _OPTS = [
                help="SHA-256 fingerprint of the host's certificate (hex, colons allowed). "
                "When set, the certificate is accepted if and only if it matches, which is "
                "how a host's default self-signed certificate is trusted."),
+    cfg.IntOpt("pool_reconcile_interval", default=60, min=0,
+               help="Seconds between rounds that bring this host into the XAPI pools of the "
+                    "host aggregates it is in (metadata hypervisor_pool=true); 0 turns it off."),
     cfg.BoolOpt("check_host", default=True,
                 help="Check at start that this compute VM runs on the host it manages."),
     cfg.BoolOpt("independent_compute", default=False,

@@ -24,6 +24,7 @@ from nova_xenapi import (
     live_migration,
     migration,
     plugins,
+    pools,
     session,
     snapshot,
     spawn,
@@ -73,6 +74,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._watcher: lifecycle.LifecycleWatcher | None = None
         self._pump: events.EventPump | None = None
         self._migrations: live_migration.Migrations | None = None
+        self._pools: pools.PoolReconciler | None = None
 
     # -------------------------------------------------------------- plumbing
     @property
@@ -120,6 +122,16 @@ class XenAPIDriver(driver.ComputeDriver):
         self._watcher.follow(self._pump)
         self.session.pump = self._pump  # task waits share this one event stream
         self._pump.start()
+        if xs.pool_reconcile_interval:
+            self.pool_reconciler(host).start(xs.pool_reconcile_interval)
+
+    def pool_reconciler(self, compute_host: str) -> pools.PoolReconciler:
+        """What makes XAPI pools of this host's hypervisor_pool aggregates (pools.py)."""
+        if self._pools is None:
+            xs = CONF.xenserver
+            self._pools = pools.PoolReconciler(self.session, compute_host, xs.connection_username,
+                                               xs.connection_password, xs.independent_compute)
+        return self._pools
 
     def _check_runs_on_host(self) -> None:
         my_uuid = this_vm.own_uuid()
@@ -134,6 +146,8 @@ class XenAPIDriver(driver.ComputeDriver):
                 "this compute VM does not run on the host named by [xenserver] connection_url")
 
     def cleanup_host(self, host: str) -> None:
+        if self._pools:
+            self._pools.stop()
         if self._pump:
             self._pump.stop()
         if self._session:

@@ -77,6 +77,11 @@ class XenAPISession:
         finally:
             self._checkin(first)
 
+    def refresh_host(self) -> None:
+        """Find this session's host again by its uuid: after ``pool.join`` its ref is the
+        new pool's."""
+        self.host_ref = self.call_xenapi("host.get_by_uuid", self.host_uuid)
+
     def _named_host(self, sdk: XenAPI.Session, named: str) -> str:
         """The pool member ``named`` (an address or host name of the configured URL)."""
         this = self._call_on(sdk, "session.get_this_host", sdk.handle)

@@ -138,7 +138,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.flags(connection_url=self.sim.url, connection_password=PASSWORD, check_host=False,
                    image_handler=self.IMAGE_HANDLER, ovs_integration_bridge=INTEGRATION_BRIDGE,
                    connection_concurrent=self.CONNECTION_CONCURRENT,
-                   sr_matching_filter=self.SR_MATCHING_FILTER, group="xenserver")
+                   sr_matching_filter=self.SR_MATCHING_FILTER,
+                   pool_reconcile_interval=0,  # tests run pools.reconcile themselves
+                   group="xenserver")
         if self.REAL_GLANCE:
             self.flags(api_servers=[self.glance_server.url], group="glance")
             self._send_a_token()
