@@ -235,3 +235,32 @@ def test_power_state_reset_only_after_the_host_failed(pool):
     x.VM.power_state_reset(there)
     assert x.VM.get_power_state(there) == "Halted" and x.VM.get_resident_on(there) == "OpaqueRef:NULL"
     x.VM.start_on(there, master, False, False)  # its shared disk lets it run elsewhere
+
+
+def test_a_vm_with_a_pci_device_or_a_local_cd_cannot_move(pool):
+    """xapi_vm_lifecycle.ml: VM_HAS_PCI_ATTACHED for pool_migrate/migrate_send/suspend; a CD
+    in a host's own ISO SR is a disk on storage the destination cannot see (VM_REQUIRES_SR)."""
+    sim, s = pool
+    x = s.xenapi
+    src, dst = _hosts(x)
+    vm, _, _ = _running_vm(sim, s, _shared_sr(x), src)
+    store = sim.backend.store
+    with store.lock:
+        store.get("VM", vm)["attached_PCIs"].append("OpaqueRef:some-pci")
+    for call in (lambda: x.VM.pool_migrate(vm, dst, {}), lambda: x.VM.suspend(vm)):
+        with pytest.raises(XenAPI.Failure) as e:
+            call()
+        assert e.value.details == ["VM_HAS_PCI_ATTACHED", vm]
+    with store.lock:
+        store.get("VM", vm)["attached_PCIs"].clear()
+    dvd = [r for r, v in x.SR.get_all_records().items() if v["name_label"] == "DVD drives"
+           and x.PBD.get_host(v["PBDs"][0]) == src][0]
+    with store.lock:  # the disc in the host's drive, as udev's SR shows it
+        disc = store.create("VDI", {"name_label": "disc", "SR": dvd, "virtual_size": 0,
+                                    "type": "user", "location": "/dev/xapi/cd/sr0"})
+    x.VBD.create({"VM": vm, "VDI": disc, "userdevice": "3", "bootable": False, "mode": "RO",
+                  "type": "CD", "unpluggable": True, "empty": False, "other_config": {},
+                  "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.pool_migrate(vm, dst, {})
+    assert e.value.details[0] == "VM_REQUIRES_SR" and e.value.details[2] == dvd

@@ -76,6 +76,8 @@ def vm_error(rec: dict, ref: str, op: str) -> XapiError | None:
         return XapiError("OTHER_OPERATION_IN_PROGRESS", "VM", ref,
                          "{" + ",".join(c for _, c in current) + "}",
                          "{" + ",".join(r for r, _ in current) + "}")
+    if op in ("suspend", "checkpoint", "pool_migrate", "migrate_send") and rec["attached_PCIs"]:
+        return XapiError("VM_HAS_PCI_ATTACHED", ref)  # passed-through PCI devices cannot move
     if rec["is_a_template"] and not rec["is_a_snapshot"]:
         default = rec["is_default_template"] or rec["other_config"].get("default_template") == "true"
         if not (op in TEMPLATE_OK or (op in ("destroy", "migrate_send") and not default)):
