@@ -33,6 +33,7 @@ from nova_xenapi import (
 )
 from nova_xenapi import evacuate as evacuate_mod
 from nova_xenapi import host as host_ops
+from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 
 CONF = xconf.CONF
@@ -75,6 +76,7 @@ class XenAPIDriver(driver.ComputeDriver):
         self._pump: events.EventPump | None = None
         self._migrations: live_migration.Migrations | None = None
         self._pools: pools.PoolReconciler | None = None
+        self._node: str | None = None
 
     # -------------------------------------------------------------- plumbing
     @property
@@ -158,8 +160,11 @@ class XenAPIDriver(driver.ComputeDriver):
         return host_ops.stats(self.session, CONF.xenserver.sr_matching_filter)
 
     def _nodename(self) -> str:
-        """The node is the XAPI host: its hostname names it (one call, not a full stats read)."""
-        return self.session.call_xenapi("host.get_hostname", self.session.host_ref)
+        """The node is the XAPI host, named by its hostname: read once (Nova treats a new
+        name as a new node anyway), so resource updates do not depend on one more call."""
+        if self._node is None:
+            self._node = self.session.call_xenapi("host.get_hostname", self.session.host_ref)
+        return self._node
 
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
         return [self._nodename()]
@@ -242,10 +247,17 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
         """The power state; from the event.from cache when allowed (no XAPI call), else from XAPI."""
-        state = self._watcher.cached_state(instance.uuid) if use_cache and self._watcher else None
+        cached = self._watcher.cached_state(instance.uuid) if self._watcher else None
+        state = cached if use_cache else None
         if state is None:
-            ref = vm.lookup(self.session, instance.name + vm.RESCUE_SUFFIX) or vm.find(self.session, instance)
-            state = vm.get_state(self.session, ref)
+            try:
+                ref = (vm.lookup(self.session, instance.name + vm.RESCUE_SUFFIX)
+                       or vm.find(self.session, instance))
+                state = vm.get_state(self.session, ref)
+            except (XenAPIError, HostConnectionError):
+                if cached is None:
+                    raise
+                state = cached  # XAPI did not answer this once: the event stream's state
         return hardware.InstanceInfo(state=vm.nova_power_state(state))
 
     def get_num_instances(self) -> int:

@@ -29,8 +29,10 @@ live migration to complete, so ``live_migration_force_complete`` says so.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+import time
 from typing import Any
 
 from nova import exception
@@ -38,7 +40,7 @@ from nova.objects import migrate_data as migrate_data_obj
 from oslo_log import log as logging
 
 from nova_xenapi import disks, vm
-from nova_xenapi.errors import XenAPIError
+from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.session import XenAPISession
 
 LOG = logging.getLogger(__name__)
@@ -64,6 +66,19 @@ def _sees_all_disks(session: XenAPISession, vm_ref: str, host_ref: str) -> bool:
     return True
 
 
+def _prechecked(fn):
+    """A pre-check that fails on a XAPI error says so as a pre-check error: Nova then leaves
+    the server as it is, where any other exception would put it in ERROR."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (XenAPIError, HostConnectionError) as exc:
+            raise exception.MigrationPreCheckError(reason=f"XAPI: {exc}") from None
+    return wrapper
+
+
+@_prechecked
 def check_destination(session: XenAPISession, instance: Any, block_migration: bool | None,
                       sr_filter: str) -> migrate_data_obj.LibvirtLiveMigrateData:
     """On the destination: which kind of migration, and where to."""
@@ -93,6 +108,7 @@ def check_destination(session: XenAPISession, instance: Any, block_migration: bo
     return data
 
 
+@_prechecked
 def check_source(session: XenAPISession, instance: Any, data: Any,
                  block_device_info: dict | None) -> Any:
     """On the source: what cannot move yet is refused before anything happens."""
@@ -159,18 +175,18 @@ class Migrations:
                 self._tasks[instance.uuid] = task
             memory = int(session.call_xenapi("VM.get_memory_static_max", vm_ref))
             session.follow_task(task, lambda p: _report(data, memory, p))
-        except XenAPIError as exc:
-            cancelled = exc.code == "TASK_CANCELLED"
-            LOG.warning("live migration of %s to %s %s: %s", instance.uuid, dest,
-                        "was aborted" if cancelled else "failed", exc, instance=instance)
-            recover_method(context, instance, dest, data,
-                           migration_status="cancelled" if cancelled else "error")
-            return
-        except Exception:
-            LOG.exception("live migration of %s to %s failed", instance.uuid, dest,
-                          instance=instance)
-            recover_method(context, instance, dest, data)
-            return
+        except Exception as exc:  # noqa: BLE001 - XAPI decides what happened, not the exception
+            cancelled = isinstance(exc, XenAPIError) and exc.code == "TASK_CANCELLED"
+            if not cancelled and _arrived(session, instance, data):
+                # the move happened even though following it failed: tell Nova the truth
+                LOG.warning("live migration of %s: %s, but XAPI has it on the destination",
+                            instance.uuid, exc, instance=instance)
+            else:
+                LOG.warning("live migration of %s to %s %s: %s", instance.uuid, dest,
+                            "was aborted" if cancelled else "failed", exc, instance=instance)
+                recover_method(context, instance, dest, data,
+                               migration_status="cancelled" if cancelled else "error")
+                return
         finally:
             with self._lock:
                 self._tasks.pop(instance.uuid, None)
@@ -182,6 +198,20 @@ class Migrations:
         if task is None:
             raise exception.NoActiveMigrationForInstance(instance_id=instance.uuid)
         self._session.call_xenapi("task.cancel", task)
+
+
+def _arrived(session: XenAPISession, instance: Any, data: Any, attempts: int = 5) -> bool:
+    """Whether XAPI has the VM on the destination now (asked again while XAPI errs)."""
+    for attempt in range(attempts):
+        try:
+            ref = vm.lookup(session, instance.name)
+            if data.block_migration:
+                return ref is None  # migrate_send removed it from this pool
+            dest = session.call_xenapi("host.get_by_uuid", data.target_connect_addr)
+            return ref is not None and session.call_xenapi("VM.get_resident_on", ref) == dest
+        except (XenAPIError, HostConnectionError):
+            time.sleep(0.2 * (attempt + 1))
+    return False
 
 
 def _report(data: Any, memory: int, fraction: float) -> None:

@@ -302,38 +302,48 @@ class XenAPISession:
             with contextlib.suppress(XenAPIError, HostConnectionError):
                 self.call_xenapi("task.destroy", task)
 
-    def follow_task(self, task: str, on_progress, every: float = 1.0) -> Any:
+    def follow_task(self, task: str, on_progress, every: float = 1.0, patience: int = 5) -> Any:
         """Wait for a long task without a deadline, calling ``on_progress(fraction)`` about
-        every ``every`` seconds; the decoded result, or its error.  The task is destroyed.
+        every ``every`` seconds; the decoded result, or the task's error.  The task is
+        destroyed at the end.  Reading the task may fail ``patience`` times in a row before
+        that failure is raised: the task runs on regardless of our looking.
 
         For what may run for minutes and be cancelled by someone else (a live migration).
         """
+        misses = 0
         try:
             while True:
-                if self.pump is not None and self.pump.running:
-                    snap = self.pump.wait(task, every)
-                else:
-                    snap = self.get_record("task", task)
-                    if snap is not None and snap["status"] == "pending":
-                        time.sleep(every)
-                        snap = None
-                if snap is None:
-                    rec = self.get_record("task", task)
-                    if rec is None:
-                        raise XenAPIError(["HANDLE_INVALID", "task", task])
-                    if rec["status"] == "pending":
-                        on_progress(float(rec["progress"]))
-                        continue
-                    snap = rec
+                try:
+                    snap = self._task_snapshot(task, every)
+                    misses = 0
+                except (XenAPIError, HostConnectionError):
+                    misses += 1
+                    if misses >= patience:
+                        raise
+                    time.sleep(every)
+                    continue
+                if snap["status"] == "pending":
+                    on_progress(float(snap["progress"]))
+                    continue
                 if snap["status"] == "gone":
                     raise XenAPIError(["HANDLE_INVALID", "task", task])
                 if snap["status"] == "success":
                     return _decode_task_result(snap["result"])
-                if snap["status"] in ("failure", "cancelled"):
-                    raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
+                raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
         finally:
             with contextlib.suppress(XenAPIError, HostConnectionError):
                 self.call_xenapi("task.destroy", task)
+
+    def _task_snapshot(self, task: str, wait: float) -> dict:
+        """The task's record once it ends or ``wait`` seconds pass; status ``gone`` if destroyed."""
+        if self.pump is not None and self.pump.running:
+            snap = self.pump.wait(task, wait)
+            if snap is not None:
+                return snap
+        else:
+            time.sleep(wait)
+        rec = self.get_record("task", task)
+        return rec if rec is not None else {"status": "gone"}
 
     def call_plugin(self, plugin: str, fn: str, args: dict[str, str], host: str | None = None) -> str:
         """Run a dom0 plugin function on ``host`` (default: this host)."""

@@ -9,6 +9,9 @@ after skipping ``after`` matching calls.  Actions:
 * ``drop``: close the connection without answering;
 * ``expire_sessions``: destroy every session, then answer SESSION_INVALID;
 * ``kill_master``: the master stops answering (connections are refused).
+
+``start_recording``/``stop_recording`` list the messages clients called, in
+order, so a test can fail each of them in turn.
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ class Faults:
         self._next = 1
         self.killed_hosts: set[str] = set()  # addresses that stopped answering
         self.fired: list[dict] = []
+        self._calls: list[str] | None = None  # wire names, in order, while recording
 
     def add(self, match: str, action: str, *, error: list[str] | None = None,
             seconds: float = 0.0, count: int = 1, after: int = 0) -> Rule:
@@ -88,7 +92,20 @@ class Faults:
             self._rules = [r for r in self._rules if r.count != 0]
             return None
 
+    def start_recording(self) -> None:
+        """Note every call's message from now on (what a client did, in order)."""
+        with self._lock:
+            self._calls = []
+
+    def stop_recording(self) -> list[str]:
+        with self._lock:
+            calls, self._calls = self._calls or [], None
+            return calls
+
     def before_call(self, backend, host_ref: str, wire: str) -> None:
+        with self._lock:
+            if self._calls is not None:
+                self._calls.append(wire)
         rule = self._take(wire)
         if rule is None:
             return

@@ -116,6 +116,39 @@ class SharedStorageFailureTest(_LiveBase):
                 self.assertEqual(1, len(_guests(self.api_x)))
 
 
+class LiveMigrationSweepTest(_LiveBase):
+    POOL_HOSTS = 2
+    SHARED_SR = "nfs"
+
+    def test_a_fault_at_any_call_of_a_live_migration_leaves_one_consistent_server(self):
+        server, _ = self._boot()
+        self.sim.faults.start_recording()
+        self._migrate(server, "compute2")
+        self._wait_for_migration_status(server, ["completed"])
+        server = self._wait_for_server_parameter(server, {"status": "ACTIVE",
+                                                          "OS-EXT-STS:task_state": None})
+        names = list(dict.fromkeys(self.sim.faults.stop_recording()))
+        self.assertIn("VM.pool_migrate", names)
+        for name in names:
+            with self.subTest(fails=name):
+                target = "compute" if server["OS-EXT-SRV-ATTR:host"] == "compute2" else "compute2"
+                self.sim.faults.add(name, "error", error=["INTERNAL_ERROR", f"injected at {name}"])
+                try:
+                    self._migrate(server, target)
+                except client.OpenStackApiException:
+                    pass  # a pre-check failed and the API said so
+                server = self._wait_for_server_parameter(
+                    server, {"OS-EXT-STS:task_state": None}, max_retries=40)
+                self.sim.faults.clear()
+                self.assertEqual("ACTIVE", server["status"], server.get("fault"))
+                rec = self.vm_of(server)
+                self.assertEqual("Running", rec["power_state"])
+                where = self.api_x.host.get_address(rec["resident_on"])
+                expected = "127.0.0.1" if server["OS-EXT-SRV-ATTR:host"] == "compute" else "127.0.0.2"
+                self.assertEqual(expected, where, f"Nova and XAPI disagree after {name} failed")
+                self.assertEqual(1, len(_guests(self.api_x)))
+
+
 class AbortLiveMigrationTest(_LiveBase):
     POOL_HOSTS = 2
     SHARED_SR = "nfs"
