@@ -293,11 +293,7 @@ class XenAPISession:
                 with contextlib.suppress(XenAPIError, HostConnectionError):
                     self.call_xenapi("task.cancel", task)
                 raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
-            if snap["status"] == "gone":
-                raise XenAPIError(["HANDLE_INVALID", "task", task])
-            if snap["status"] == "success":
-                return _decode_task_result(snap["result"])
-            raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
+            return _outcome(task, snap)
         finally:
             with contextlib.suppress(XenAPIError, HostConnectionError):
                 self.call_xenapi("task.destroy", task)
@@ -325,11 +321,7 @@ class XenAPISession:
                 if snap["status"] == "pending":
                     on_progress(float(snap["progress"]))
                     continue
-                if snap["status"] == "gone":
-                    raise XenAPIError(["HANDLE_INVALID", "task", task])
-                if snap["status"] == "success":
-                    return _decode_task_result(snap["result"])
-                raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
+                return _outcome(task, snap)
         finally:
             with contextlib.suppress(XenAPIError, HostConnectionError):
                 self.call_xenapi("task.destroy", task)
@@ -381,6 +373,15 @@ class XenAPISession:
                 raise HostConnectionError(f"{method} {path} to {self._url} failed: {exc}") from None
             finally:
                 conn.close()
+
+
+def _outcome(task: str, snap: dict) -> Any:
+    """A finished task's decoded result, or its error (HANDLE_INVALID if it is gone)."""
+    if snap["status"] == "gone":
+        raise XenAPIError(["HANDLE_INVALID", "task", task])
+    if snap["status"] == "success":
+        return _decode_task_result(snap["result"])
+    raise XenAPIError(list(snap["error_info"] or ["TASK_CANCELLED", task]))
 
 
 def _decode_task_result(result: str) -> Any:
