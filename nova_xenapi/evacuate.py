@@ -32,17 +32,7 @@ class EvacuationRefused(exception.NovaException):
 
 def disks_reachable(session: XenAPISession, instance: Any) -> bool:
     ref = vm.lookup(session, instance.name)
-    if ref is None:
-        return False
-    for vbd in session.call_xenapi("VM.get_VBDs", ref):
-        rec = session.call_xenapi("VBD.get_record", vbd)
-        if rec["type"] == "CD" or rec["empty"] or rec["VDI"] == vm.NULL:
-            continue
-        sr = session.call_xenapi("VDI.get_SR", rec["VDI"])
-        hosts = {session.call_xenapi("PBD.get_host", p) for p in session.call_xenapi("SR.get_PBDs", sr)}
-        if session.host_ref not in hosts:
-            return False
-    return True
+    return ref is not None and vm.disks_seen_from(session, ref, session.host_ref)
 
 
 def check_possible(session: XenAPISession, instance: Any) -> str:

@@ -47,25 +47,6 @@ LOG = logging.getLogger(__name__)
 MARK = "xapi"
 
 
-def _vm_disks(session: XenAPISession, vm_ref: str) -> list[tuple[str, str]]:
-    """(VBD, VDI) of the VM's disks (CDs and empty drives left out)."""
-    out = []
-    for vbd in session.call_xenapi("VM.get_VBDs", vm_ref):
-        rec = session.call_xenapi("VBD.get_record", vbd)
-        if rec["type"] != "CD" and not rec["empty"] and rec["VDI"] != vm.NULL:
-            out.append((vbd, rec["VDI"]))
-    return out
-
-
-def _sees_all_disks(session: XenAPISession, vm_ref: str, host_ref: str) -> bool:
-    for _, vdi in _vm_disks(session, vm_ref):
-        sr = session.call_xenapi("VDI.get_SR", vdi)
-        hosts = {session.call_xenapi("PBD.get_host", p) for p in session.call_xenapi("SR.get_PBDs", sr)}
-        if host_ref not in hosts:
-            return False
-    return True
-
-
 def _prechecked(fn):
     """A pre-check that fails on a XAPI error says so as a pre-check error: Nova then leaves
     the server as it is, where any other exception would put it in ERROR."""
@@ -86,7 +67,7 @@ def check_destination(session: XenAPISession, instance: Any, block_migration: bo
     if here is not None and vm.on_host(session.get_record("VM", here) or {}, session.host_ref):
         raise exception.MigrationPreCheckError(
             reason="the instance already runs on this XAPI host")
-    shared = here is not None and _sees_all_disks(session, here, session.host_ref)
+    shared = here is not None and vm.disks_seen_from(session, here, session.host_ref)
     block = (not shared) if block_migration is None else bool(block_migration)
     if not block and here is None:
         raise exception.MigrationPreCheckError(
@@ -159,7 +140,7 @@ class Migrations:
             vm_ref = vm.find(session, instance)
             if data.block_migration:
                 info = json.loads(data.instance_relative_path)
-                vdi_map = {vdi: info["sr"] for _, vdi in _vm_disks(session, vm_ref)}
+                vdi_map = {vdi: info["sr"] for _, vdi in vm.disk_vdis(session, vm_ref)}
                 pool = session.call_xenapi("pool.get_all")[0]
                 same_pool = session.call_xenapi("pool.get_uuid", pool) == info["pool"]
                 # inside a pool the VIFs keep their networks (xapi refuses a vif_map there)

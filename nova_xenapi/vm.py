@@ -219,3 +219,13 @@ def disk_vdis(session: XenAPISession, vm_ref: str) -> list[tuple[str, str]]:
         if rec and rec["type"] == "Disk" and rec["VDI"] != "OpaqueRef:NULL":
             out.append((rec["userdevice"], rec["VDI"]))
     return sorted(out, key=lambda d: int(d[0]) if d[0].isdigit() else 99)
+
+
+def disks_seen_from(session: XenAPISession, vm_ref: str, host_ref: str) -> bool:
+    """Whether every disk of the VM is on an SR plugged into ``host_ref`` (shared storage)."""
+    for _, vdi in disk_vdis(session, vm_ref):
+        sr = session.call_xenapi("VDI.get_SR", vdi)
+        if host_ref not in {session.call_xenapi("PBD.get_host", p)
+                            for p in session.call_xenapi("SR.get_PBDs", sr)}:
+            return False
+    return True

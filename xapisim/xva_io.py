@@ -16,7 +16,7 @@ from . import tasks, xva
 from .call import Call
 from .errors import HttpError, XapiError
 from .messages import vm_xva
-from .messages.lifecycle import Operation
+from .messages.lifecycle import Operation, is_default_template
 from .vdi_io import handler_call
 
 LOG = logging.getLogger(__name__)
@@ -122,9 +122,7 @@ def export_metadata(req, session: str) -> None:
             include_dom0 = q.get("include_dom0", "true") == "true"
             with store.lock:
                 vms = [r for r, rec in store.tables["VM"].items()
-                       if not (rec["is_default_template"] or
-                               (rec["is_a_template"] and
-                                rec["other_config"].get("default_template") == "true"))
+                       if not is_default_template(rec)
                        and (include_dom0 or not rec["is_control_domain"])]
         else:
             vms = [_vm_of(req, store)]

@@ -79,7 +79,7 @@ def vm_error(rec: dict, ref: str, op: str) -> XapiError | None:
     if op in ("suspend", "checkpoint", "pool_migrate", "migrate_send") and rec["attached_PCIs"]:
         return XapiError("VM_HAS_PCI_ATTACHED", ref)  # passed-through PCI devices cannot move
     if rec["is_a_template"] and not rec["is_a_snapshot"]:
-        default = rec["is_default_template"] or rec["other_config"].get("default_template") == "true"
+        default = is_default_template(rec)
         if not (op in TEMPLATE_OK or (op in ("destroy", "migrate_send") and not default)):
             return XapiError("VM_IS_TEMPLATE", ref, op)
     if rec["is_a_snapshot"] and op not in SNAPSHOT_OK:
@@ -92,6 +92,12 @@ def vm_error(rec: dict, ref: str, op: str) -> XapiError | None:
                                                 "changing_dynamic_range", "snapshot"):
         return XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
     return None
+
+
+def is_default_template(rec: dict) -> bool:
+    """A template the host ships (export.ml and import.ml ask the same of a record)."""
+    return bool(rec["is_default_template"] or (
+        rec["is_a_template"] and rec["other_config"].get("default_template") == "true"))
 
 
 def check_vm(store, ref: str, op: str) -> dict:

@@ -31,6 +31,7 @@ from ..datamodel import NULL_REF, classes
 from ..errors import XapiError
 from ..registry import api
 from ..values import coerce, from_epoch
+from .lifecycle import is_default_template
 from .vdi import destroy_vdi, new_vdi, sr_info, update_sr_usage
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ EXPORT_CLASSES = ("host", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VIF", 
 IMPORT_ORDER = ("host", "SR", "VDI", "VM_guest_metrics", "VM_metrics", "VM", "network", "VBD",
                 "VIF")
 MAX_REDIRECTS = 5
+# what a dry-run import puts in its table for an object it would have made
+_DRY_RUN_REF = "OpaqueRef:dry-run"
 
 
 # ============================================================ export
@@ -327,7 +330,7 @@ class Importer:
         rec = self.record("VDI", snap)
         sr = self.lookup(snap.get("SR", NULL_REF))
         if self.dry_run:
-            self.table[obj["id"]] = f"OpaqueRef:dry-{uuidlib.uuid4()}"
+            self.table[obj["id"]] = _DRY_RUN_REF
             return
         sm_config = {k: v for k, v in rec.get("sm_config", {}).items()
                      if k not in ("import_task", "vhd-parent")}
@@ -362,23 +365,18 @@ class Importer:
             raise XapiError("VDI_LOCATION_MISSING", sr, snap.get("location", ""))
         raise XapiError("VDI_CONTENT_ID_MISSING")
 
-    def _vm_metrics(self, obj: dict) -> None:
+    def _metrics(self, obj: dict) -> None:
+        """A VM's metrics or guest metrics: a fresh copy of the exported record."""
         if self.dry_run:
             return
-        rec = self.record("VM_metrics", obj["snapshot"])
+        cls = obj["class"]
+        rec = self.record(cls, obj["snapshot"])
         rec.pop("uuid", None)
-        ref = self.store.create("VM_metrics", rec)
-        self._made("VM_metrics", ref)
+        ref = self.store.create(cls, rec)
+        self._made(cls, ref)
         self.table[obj["id"]] = ref
 
-    def _vm_guest_metrics(self, obj: dict) -> None:
-        if self.dry_run:
-            return
-        rec = self.record("VM_guest_metrics", obj["snapshot"])
-        rec.pop("uuid", None)
-        ref = self.store.create("VM_guest_metrics", rec)
-        self._made("VM_guest_metrics", ref)
-        self.table[obj["id"]] = ref
+    _vm_metrics = _vm_guest_metrics = _metrics
 
     def _vm(self, obj: dict) -> None:
         from .vm import destroy as vm_destroy
@@ -389,9 +387,7 @@ class Importer:
         if rec.get("domain_type") in (None, "unspecified"):  # import.ml get_vm_record
             rec["domain_type"] = "hvm" if rec.get("HVM_boot_policy") else "pv"
         oc = dict(rec.get("other_config", {}))
-        default = rec.get("is_default_template") or (
-            rec.get("is_a_template") and oc.get("default_template") == "true")
-        if default:
+        if is_default_template(rec):
             same = [r for r, v in store.tables["VM"].items()
                     if v["name_label"] == rec.get("name_label")]
             if same:
@@ -415,7 +411,7 @@ class Importer:
             rec["is_default_template"] = False
             oc.pop("default_template", None)
         if self.dry_run:
-            self.table[obj["id"]] = f"OpaqueRef:dry-{uuidlib.uuid4()}"
+            self.table[obj["id"]] = _DRY_RUN_REF
             return
         if existing is not None:
             store.set("VM", existing, current_operations={})
@@ -467,7 +463,7 @@ class Importer:
                 self.table[obj["id"]] = same[0]
                 return
         if self.dry_run:
-            self.table[obj["id"]] = f"OpaqueRef:dry-{uuidlib.uuid4()}"
+            self.table[obj["id"]] = _DRY_RUN_REF
             return
         rec = self.record("network", snap)
         for k in ("uuid", "VIFs", "PIFs", "current_operations", "allowed_operations", "assigned_ips"):
@@ -488,7 +484,7 @@ class Importer:
             raise XapiError("IMPORT_ERROR_ATTACHED_DISKS_NOT_FOUND")
         if not have_vdi and rec.get("type") == "Disk":
             return  # xapi leaves out a disk whose VDI it cannot find
-        if self.dry_run or vm.startswith("OpaqueRef:dry-"):
+        if self.dry_run:
             return
         values = {k: rec[k] for k in ("userdevice", "bootable", "mode", "type", "unpluggable",
                                       "other_config", "qos_algorithm_type",
@@ -504,7 +500,7 @@ class Importer:
         rec = self.record("VIF", snap)
         vm = self.lookup(snap.get("VM", NULL_REF))
         net = self.lookup(snap.get("network", NULL_REF))
-        if self.dry_run or vm.startswith("OpaqueRef:dry-"):
+        if self.dry_run:
             return
         values = {k: rec[k] for k in ("device", "MTU", "other_config", "qos_algorithm_type",
                                       "qos_algorithm_params", "locking_mode") if k in rec}
