@@ -93,3 +93,14 @@ def test_direct_vhd_on_an_lvm_sr_is_an_error_up_front(host):
     assert code == 1
     assert "ERROR     storage: image_handler direct_vhd needs a file-based SR" in out
     assert "ok        images-link" in out  # block SRs have nothing to link
+
+
+def test_independent_compute_writes_a_config_the_driver_accepts(host):
+    """Without a compute VM, bootstrap writes independent_compute = True and check_host = False:
+    the driver refuses check_host with independent compute (there is no VM to check), so a
+    nova-compute started on bootstrap's config alone must not stop at init_host."""
+    sim, x, _, tmp = host
+    code, out = _run(sim, "", tmp)
+    assert code == 0 and "independent compute" in out, out
+    nova = (tmp / "nova.conf").read_text()
+    assert "independent_compute = True" in nova and "check_host = False" in nova

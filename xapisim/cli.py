@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address of the first host (others follow: 127.0.0.2, ...)")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--password", default="password", help="password of user root")
+    s.add_argument("--password-file", type=Path,
+                   help="read root's password from this file (keeps it out of the process list)")
     s.add_argument("--hosts", type=int, default=1, help="number of hosts in the pool")
     s.add_argument("--standalone-hosts", type=int, default=0,
                    help="more hosts, each a pool of its own (to try pool.join, cross-pool migration)")
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.password_file:
+        args.password = args.password_file.read_text().strip()
     hosts = host_configs(args.hosts + args.standalone_hosts, args.memory_mib, args.cpus, args.address)
     config = SimConfig(password=args.password, hosts=hosts[:args.hosts],
                        other_pools=[[h] for h in hosts[args.hosts:]],

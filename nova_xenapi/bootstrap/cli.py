@@ -89,6 +89,9 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
             "connection_password": password, "image_handler": args.image_handler,
             "ovs_integration_bridge": args.integration_bridge,
             "independent_compute": "False" if vm else "True"}
+    if vm is None:
+        # the driver refuses check_host with independent compute (there is no compute VM to check)
+        nova["check_host"] = "False"
     if args.certificate_thumbprint:
         nova["certificate_thumbprint"] = args.certificate_thumbprint
     if args.ca_file:

@@ -1,0 +1,110 @@
+"""``scripts/cloud up|down|status|smoke``: a real OpenStack cloud on simulated XenServer hosts.
+
+``up`` starts, from this checkout's virtualenv and the system's packages,
+MariaDB, RabbitMQ, Keystone, Glance, Placement, Nova's API, conductor and
+scheduler, Neutron's API and RPC server, a xapisim process with N hosts, and
+per host a nova-compute with ``compute_driver = xenapi.XenAPIDriver``; it
+waits for all of them, registers an image, a flavor and a provider network,
+and writes ``clouds.yaml`` and ``openrc``.  A second ``up`` resumes the same
+state directory.  ``down`` stops what ``up`` started, by pid, and deletes
+the state directory unless ``--keep-state``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import computes, configs, control_plane, infra, processes, resources
+from .state import State
+
+#: every service in start order; down stops them in reverse
+CONTROL = ["mariadb", "epmd", "rabbitmq", "keystone", "glance", "placement", "nova-api",
+           "nova-conductor", "nova-scheduler", "neutron-api", "neutron-rpc-server"]
+
+
+def service_names(state: State) -> list[str]:
+    hosts = sorted(p.stem for p in state.run.glob("compute-*.pid"))
+    return [*CONTROL, "xapisim", *hosts]
+
+
+def _step(what: str, fn, *args):
+    t = time.monotonic()
+    print(f"  {what} ...", end="", flush=True)
+    result = fn(*args)
+    print(f" {time.monotonic() - t:.1f} s", flush=True)
+    return result
+
+
+def up(state: State, hosts: int) -> int:
+    state.make()
+    print(f"cloud: state in {state.root}", flush=True)
+    _step("MariaDB", infra.start_mariadb, state)
+    _step("RabbitMQ", infra.start_rabbitmq, state)
+    _step("Keystone (and its catalog)", control_plane.start_keystone, state)
+    _step("Glance, Placement, Nova API/conductor/scheduler, Neutron API/RPC",
+          control_plane.start_services, state)
+    _step(f"xapisim with {hosts} hosts, xenapi-bootstrap, nova-compute per host",
+          computes.start_computes, state, hosts)
+    _step("every nova-compute reporting in", computes.wait_for_computes, state, hosts)
+    _step("image, flavor, provider network", resources.ensure, state)
+    path = configs.clouds_yaml(state)
+    print(f"cloud: up. clouds.yaml: {path} (cloud nova-xenapi); openrc: {state.root / 'openrc'}")
+    print(f"  export OS_CLIENT_CONFIG_FILE={path} OS_CLOUD=nova-xenapi; openstack server list")
+    return 0
+
+
+def down(state: State, keep_state: bool) -> int:
+    if not state.root.exists():
+        print(f"cloud: nothing at {state.root}")
+        return 0
+    for name in reversed(service_names(state)):
+        if processes.stop(state, name):
+            print(f"  stopped {name}")
+    if not keep_state:
+        shutil.rmtree(state.root)
+        print(f"cloud: down; {state.root} removed")
+    else:
+        print(f"cloud: down; state kept in {state.root} (up resumes it)")
+    return 0
+
+
+def status(state: State) -> int:
+    if not state.root.exists():
+        print(f"cloud: no cloud at {state.root}")
+        return 1
+    missing = 0
+    for name in service_names(state):
+        pid = processes.running(state, name)
+        missing += pid is None
+        print(f"  {name:<20} {'running, pid ' + str(pid) if pid else 'STOPPED'}")
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/cloud", description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=("up", "down", "status", "smoke"))
+    ap.add_argument("--state-dir", type=Path, default=Path(".cloud"))
+    ap.add_argument("--hosts", type=int, default=2, help="simulated XenServer hosts (up)")
+    ap.add_argument("--keep-state", action="store_true", help="down: keep the state directory")
+    args = ap.parse_args(argv)
+    state = State(args.state_dir)
+    try:
+        if args.command == "up":
+            return up(state, args.hosts)
+        if args.command == "down":
+            return down(state, args.keep_state)
+        if args.command == "status":
+            return status(state)
+        from . import smoke
+        return smoke.run(state)
+    except (processes.NotReady, RuntimeError) as exc:
+        print(f"\ncloud: {args.command} failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The simulated XenServer hosts and, for each, its nova-compute.
+
+One ``xapisim serve`` process stands for N standalone XenServer hosts (each a
+pool of its own, on 127.0.10.1, .2, ...), serving XAPI over HTTPS with its
+self-signed certificate and SSH into each dom0.  Each host is prepared once by
+the real ``xenapi-bootstrap``, as an operator would (independent compute: the
+compute services are not in a VM on the host), which writes the
+``[xenserver]`` section of that host's nova-compute config.  Then one
+``nova-compute`` per host runs with ``compute_driver = xenapi.XenAPIDriver``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import configs, processes
+from .control_plane import BIN
+from .state import State
+
+HOST_BASE = "127.0.10."
+HOST_MEMORY_MIB = 16384
+HOST_CPUS = 8
+
+
+def host_address(i: int) -> str:
+    return f"{HOST_BASE}{i + 1}"
+
+
+def compute_name(i: int) -> str:
+    return f"compute-{i + 1}"
+
+
+def _secret_file(state: State, name: str, value: str) -> Path:
+    path = state.etc / name
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def start_xapisim(state: State, hosts: int) -> tuple[int, str]:
+    """The simulated hosts; returns their SSH port and host key fingerprint."""
+    password = _secret_file(state, "xenserver-password", state.secret("xenserver"))
+    processes.start(state, "xapisim", [
+        sys.executable, "-m", "xapisim", "serve", "--hosts", "1", "--standalone-hosts", str(hosts - 1),
+        "--address", host_address(0), "--port", str(state.port("xapisim")), "--tls",
+        "--password-file", str(password), "--ssh-port", str(state.port("xapisim-ssh")),
+        "--memory-mib", str(HOST_MEMORY_MIB), "--cpus", str(HOST_CPUS),
+        "--state-dir", str(state.data / "xapisim")])
+    found: list[str] = []
+
+    def announced() -> bool:
+        text = (state.logs / "xapisim.log").read_text(errors="replace")
+        found[:] = re.findall(r"host key (SHA256:\S+)", text)[-1:]
+        return bool(found) and all(
+            processes.tcp_open(state.port("xapisim"), host_address(i))() for i in range(hosts))
+    processes.wait_until(state, "xapisim", announced, 60)
+    return state.port("xapisim-ssh"), found[0]
+
+
+def _ca_file(state: State) -> Path:
+    """The hosts' certificate alone (xapisim's PEM also holds its key), for ca_file."""
+    pem = (state.data / "xapisim" / "xapi-ssl.pem").read_text()
+    certs = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem, re.S)
+    path = state.etc / "xenserver-ca.pem"
+    path.write_text("\n".join(certs) + "\n")
+    return path
+
+
+def bootstrap(state: State, i: int, ssh_port: int, fingerprint: str) -> Path:
+    """xenapi-bootstrap for host i, once; returns that host's nova-compute config."""
+    name = compute_name(i)
+    conf = configs.nova_compute(state, name, host_address(i))
+    if state.done(f"bootstrap-{name}"):
+        return conf
+    argv = [str(BIN / "xenapi-bootstrap"), "--url", f"https://{host_address(i)}:{state.port('xapisim')}",
+            "--password-file", str(state.etc / "xenserver-password"), "--ca-file", str(_ca_file(state)),
+            "--ssh-port", str(ssh_port), "--host-key-fingerprint", fingerprint,
+            "--image-handler", "direct_vhd", "--nova-conf", str(conf)]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    with open(state.logs / f"bootstrap-{name}.log", "w") as log:
+        log.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError(f"xenapi-bootstrap of {host_address(i)} failed:\n{r.stdout}{r.stderr}")
+    state.mark(f"bootstrap-{name}")
+    return conf
+
+
+def start_computes(state: State, hosts: int) -> None:
+    ssh_port, fingerprint = start_xapisim(state, hosts)
+    for i in range(hosts):
+        conf = bootstrap(state, i, ssh_port, fingerprint)
+        name = compute_name(i)
+        processes.start(state, name, [str(BIN / "nova-compute"), "--config-file", str(conf),
+                                      "--log-file", str(state.logs / f"{name}.log")])
+
+
+def wait_for_computes(state: State, hosts: int, timeout: float = 180.0) -> None:
+    """Until every nova-compute is up and its hypervisor is mapped in a cell."""
+    from .control_plane import admin_connection
+    conn = admin_connection(state)
+    wanted = {compute_name(i) for i in range(hosts)}
+    deadline = time.monotonic() + timeout
+    while True:
+        up = {s.host for s in conn.compute.services() if s.binary == "nova-compute"
+              and s.state == "up" and s.status == "enabled"}
+        nodes = len(list(conn.compute.hypervisors()))
+        if wanted <= up and nodes >= hosts:
+            return
+        for name in wanted - up:
+            if processes.running(state, name) is None:
+                raise processes.NotReady(f"{name} exited:\n{processes.log_tail(state, name)}")
+        if time.monotonic() > deadline:
+            raise processes.NotReady(f"computes not up after {timeout:.0f} s: up {sorted(up)}, "
+                                     f"{nodes} hypervisors")
+        time.sleep(1)
