@@ -67,7 +67,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     assert (root / "images").resolve() == (root / f"var/run/sr-mount/{sr_uuid}/os-images").resolve()
     assert (root / "boot/guest").is_symlink()
     assert "ptcp:6640" in (root / "etc/openvswitch/conf.json").read_text()
-    assert x.network.get_by_name_label("br-int")
+    assert x.network.get_bridge(x.network.get_by_name_label("br-int")[0]) == "br-int"
     vm = x.VM.get_by_uuid(vm_uuid)
     nets = [x.network.get_other_config(x.VIF.get_network(v)) for v in x.VM.get_VIFs(vm)]
     assert any(n.get("is_host_internal_management_network") == "true" for n in nets)

@@ -175,9 +175,11 @@ def _bridge_step(bridge: str) -> tuple[Callable, Callable]:
         return f"no XAPI network for the integration bridge {bridge}"
 
     def fix(ctx: Context) -> None:
+        # the network's bridge is the OVS bridge itself, so neutron's agent (integration_bridge)
+        # and XAPI (which adds each VIF's port to its network's bridge) mean the same bridge
         ctx.session.call_xenapi("network.create", {
             "name_label": bridge, "name_description": "OVS integration bridge for neutron",
-            "MTU": "1500", "other_config": {}, "tags": []})
+            "bridge": bridge, "MTU": "1500", "other_config": {}, "tags": []})
 
     return check, fix
 
