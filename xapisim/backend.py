@@ -50,6 +50,8 @@ class SimConfig:
     # how fast a live migration copies memory (0: at once) and how long the switch-over pauses
     migration_mib_per_s: float = 0.0
     migration_pause_s: float = 0.0
+    # a real ovsdb-server and ovs-vswitchd in each dom0 (dom0_ovs.py) instead of simulated tools
+    real_ovs: bool = False
 
 
 @dataclass

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="install the plugins in this directory into every dom0 (repeatable)")
     s.add_argument("--guest-device-dir", type=Path,
                    help="show disks hot-plugged into running VMs as DIR/<vm-uuid>/<device>")
+    s.add_argument("--ovs", choices=("simulated", "real"), default="simulated",
+                   help="each dom0's Open vSwitch: xapisim's simulated tools, or a real ovsdb-server "
+                        "and ovs-vswitchd (Debian's openvswitch-switch)")
     s.add_argument("-v", "--verbose", action="store_true")
     return ap
 
@@ -60,7 +63,7 @@ def serve(args: argparse.Namespace) -> int:
                        sr_type=args.sr_type, sr_size_gib=args.sr_size_gib,
                        shared_sr=args.shared_sr, migration_mib_per_s=args.migration_mib_per_s,
                        auth_failure_delay=args.auth_failure_delay,
-                       plugin_dirs=[str(p) for p in args.plugins],
+                       plugin_dirs=[str(p) for p in args.plugins], real_ovs=args.ovs == "real",
                        device_dir=str(args.guest_device_dir) if args.guest_device_dir else None)
     sim = Simulator(config, args.state_dir, port=args.port, tls=args.tls,
                     certificate=args.certificate, ssh_port=args.ssh_port)

@@ -46,6 +46,7 @@ class Simulator:
         self.config = config or SimConfig()
         self.ssh_port = ssh_port  # None: no SSH; 0: any free port (the same on every host)
         self.ssh_servers: list = []
+        self.switches: list = []  # real Open vSwitch per dom0 (config.real_ovs)
         self.ssh_fingerprint = ""
         self._tmp = None
         if state_dir is None:
@@ -142,6 +143,9 @@ class Simulator:
             self.servers.append(server)
             serve_in_thread(server)
         self.port = port
+        if self.config.real_ovs:
+            from .dom0_ovs import Dom0OpenVSwitch
+            self.switches = [Dom0OpenVSwitch(rt.dom0_root).start() for _, _, rt in hosts]
         if self.ssh_port is not None:
             self._start_ssh([rt.config.address for _, _, rt in hosts])
         self._gc_thread = threading.Thread(target=self._gc_loop, daemon=True, name="xapisim-gc")
@@ -185,6 +189,9 @@ class Simulator:
         for ssh in self.ssh_servers:
             ssh.close()
         self.ssh_servers.clear()
+        for switch in self.switches:
+            switch.stop()
+        self.switches.clear()
         for b in self.backends:
             persistence.save(b)
         if self._tmp is not None:

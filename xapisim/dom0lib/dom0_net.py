@@ -1,6 +1,10 @@
 """The simulated dom0's Open vSwitch and links, for the dom0 commands xapisim provides.
 
-State lives in ``<dom0>/etc/openvswitch/conf.json``.  Only a subset of each
+When the dom0 runs a real Open vSwitch (xapisim's ``real_ovs``: its
+``/var/run/openvswitch`` then holds ``db.sock``), ``ovs-vsctl``, ``ovs-ofctl``
+and ``ovs-appctl`` are the real tools, pointed at that dom0 through
+``OVS_RUNDIR``; see ``xapisim/dom0_ovs.py``.  Otherwise state lives in
+``<dom0>/etc/openvswitch/conf.json``.  Only a subset of each
 tool is simulated; anything else exits 1 saying so, rather than pretending.
 Output and error texts follow the real tools for what is covered.
 """
@@ -16,6 +20,22 @@ def _root():
 
 def _path():
     return os.path.join(_root(), "etc/openvswitch/conf.json")
+
+
+def exec_real_ovs(tool):
+    """Become the real ``tool`` for this dom0's switch, if it has one; else return."""
+    rundir = os.path.join(_root(), "var/run/openvswitch")
+    if not os.path.exists(os.path.join(rundir, "db.sock")):
+        return
+    real = os.path.realpath(rundir)
+    env = dict(os.environ, OVS_RUNDIR=real, OVS_DBDIR=os.path.join(_root(), "etc/openvswitch"),
+               OVS_LOGDIR=os.path.join(_root(), "var/log/openvswitch"))
+    for d in ("/usr/bin", "/usr/sbin"):
+        path = os.path.join(d, tool)
+        if os.path.exists(path):
+            os.execve(path, [tool] + sys.argv[1:], env)
+    sys.stderr.write(f"{tool}: not installed on this machine\n")
+    sys.exit(127)
 
 
 def load():

@@ -8,6 +8,7 @@ from ..datamodel import NULL_REF, classes
 from ..errors import XapiError
 from ..generic import constructor_values
 from ..registry import api
+from .vm import vif_hotplug
 
 
 @api("VIF", "create")
@@ -54,6 +55,7 @@ def _set_attached(call: Call, vif: str, attached: bool) -> str:
         if rec["currently_attached"] == attached:
             raise XapiError("DEVICE_ALREADY_ATTACHED" if attached else "DEVICE_ALREADY_DETACHED", vif)
         store.set("VIF", vif, currently_attached=attached)
+        vif_hotplug(call, vm["resident_on"], vif, attached)
         call.backend.refresh("VIF", vif)
     return ""
 

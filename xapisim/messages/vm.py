@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from .. import dom0_ovs
 from ..call import Call
 from ..datamodel import NULL_REF
 from ..errors import XapiError, bad_power_state
@@ -138,6 +139,18 @@ def _write_console_log(backend, host: str, domid: int, rec: dict) -> None:
         pass  # a host without a dom0 directory (should not happen) just has no console log
 
 
+def vif_hotplug(call: Call, host: str, vif: str, plugged: bool) -> None:
+    """What the host's vif hotplug script does when a VIF of a running VM comes or goes."""
+    store = call.store
+    v = store.get("VIF", vif)
+    vm = store.get("VM", v["VM"])
+    root = call.backend.dom0_root(host)
+    if plugged:
+        dom0_ovs.vif_plugged(root, v, vm, store.get("network", v["network"]))
+    else:
+        dom0_ovs.vif_unplugged(root, v, vm)
+
+
 def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
     """Make a VM resident on ``host`` with its devices attached."""
     store = call.store
@@ -163,6 +176,7 @@ def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
         backend.refresh("VBD", vbd)
     for vif in rec["VIFs"]:
         store.set("VIF", vif, currently_attached=True)
+        vif_hotplug(call, host, vif, True)
         backend.refresh("VIF", vif)
     address = store.get("host", host)["address"]
     for proto in (("rfb", "vt100") if hvm else ("vt100",)):
@@ -183,6 +197,7 @@ def bring_down(call: Call, vm: str, power_state: str = "Halted") -> None:
         backend.refresh("VBD", vbd)
     for vif in rec["VIFs"]:
         store.set("VIF", vif, currently_attached=False)
+        vif_hotplug(call, host, vif, False)
         backend.refresh("VIF", vif)
     for con in list(rec["consoles"]):
         store.destroy("console", con)
