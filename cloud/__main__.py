@@ -27,7 +27,7 @@ CONTROL = ["mariadb", "epmd", "rabbitmq", "keystone", "glance", "placement", "no
 
 
 def service_names(state: State) -> list[str]:
-    hosts = sorted(p.stem for p in state.run.glob("compute-*.pid"))
+    hosts = sorted(p.stem for p in state.run.glob("compute-*.pid"))  # with their agents
     return [*CONTROL, "xapisim", *hosts]
 
 

@@ -11,6 +11,7 @@ compute services are not in a VM on the host), which writes the
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +35,10 @@ def compute_name(i: int) -> str:
     return f"compute-{i + 1}"
 
 
+def agent_conf(state: State, i: int) -> Path:
+    return state.etc / "neutron" / f"{compute_name(i)}-ovs-agent.ini"
+
+
 def _secret_file(state: State, name: str, value: str) -> Path:
     path = state.etc / name
     path.write_text(value + "\n")
@@ -48,7 +53,7 @@ def start_xapisim(state: State, hosts: int) -> tuple[int, str]:
         sys.executable, "-m", "xapisim", "serve", "--hosts", "1", "--standalone-hosts", str(hosts - 1),
         "--address", host_address(0), "--port", str(state.port("xapisim")), "--tls",
         "--password-file", str(password), "--ssh-port", str(state.port("xapisim-ssh")),
-        "--memory-mib", str(HOST_MEMORY_MIB), "--cpus", str(HOST_CPUS),
+        "--ovs", "real", "--memory-mib", str(HOST_MEMORY_MIB), "--cpus", str(HOST_CPUS),
         "--state-dir", str(state.data / "xapisim")])
     found: list[str] = []
 
@@ -74,12 +79,14 @@ def bootstrap(state: State, i: int, ssh_port: int, fingerprint: str) -> Path:
     """xenapi-bootstrap for host i, once; returns that host's nova-compute config."""
     name = compute_name(i)
     conf = configs.nova_compute(state, name, host_address(i))
+    configs.ovs_agent(state, name, host_address(i))
     if state.done(f"bootstrap-{name}"):
         return conf
     argv = [str(BIN / "xenapi-bootstrap"), "--url", f"https://{host_address(i)}:{state.port('xapisim')}",
             "--password-file", str(state.etc / "xenserver-password"), "--ca-file", str(_ca_file(state)),
             "--ssh-port", str(ssh_port), "--host-key-fingerprint", fingerprint,
-            "--image-handler", "direct_vhd", "--nova-conf", str(conf)]
+            "--image-handler", "direct_vhd", "--nova-conf", str(conf),
+            "--neutron-conf", str(agent_conf(state, i))]
     r = subprocess.run(argv, capture_output=True, text=True)
     with open(state.logs / f"bootstrap-{name}.log", "w") as log:
         log.write(r.stdout + r.stderr)
@@ -96,10 +103,14 @@ def start_computes(state: State, hosts: int) -> None:
         name = compute_name(i)
         processes.start(state, name, [str(BIN / "nova-compute"), "--config-file", str(conf),
                                       "--log-file", str(state.logs / f"{name}.log")])
+        # the agent runs xenapi-root-helper (bootstrap's [agent] root_helper) from this venv
+        processes.start(state, f"{name}-ovs-agent", [
+            str(BIN / "neutron-openvswitch-agent"), "--config-file", str(agent_conf(state, i))],
+            env={"PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
 
 
 def wait_for_computes(state: State, hosts: int, timeout: float = 180.0) -> None:
-    """Until every nova-compute is up and its hypervisor is mapped in a cell."""
+    """Until every nova-compute is up, its hypervisor mapped in a cell, and its OVS agent alive."""
     from .control_plane import admin_connection
     conn = admin_connection(state)
     wanted = {compute_name(i) for i in range(hosts)}
@@ -108,12 +119,14 @@ def wait_for_computes(state: State, hosts: int, timeout: float = 180.0) -> None:
         up = {s.host for s in conn.compute.services() if s.binary == "nova-compute"
               and s.state == "up" and s.status == "enabled"}
         nodes = len(list(conn.compute.hypervisors()))
-        if wanted <= up and nodes >= hosts:
+        agents = {a.host for a in conn.network.agents(binary="neutron-openvswitch-agent")
+                  if a.is_alive}
+        if wanted <= up and nodes >= hosts and wanted <= agents:
             return
-        for name in wanted - up:
+        for name in [*(wanted - up), *(f"{n}-ovs-agent" for n in wanted - agents)]:
             if processes.running(state, name) is None:
                 raise processes.NotReady(f"{name} exited:\n{processes.log_tail(state, name)}")
         if time.monotonic() > deadline:
-            raise processes.NotReady(f"computes not up after {timeout:.0f} s: up {sorted(up)}, "
-                                     f"{nodes} hypervisors")
+            raise processes.NotReady(f"not up after {timeout:.0f} s: computes {sorted(up)}, "
+                                     f"{nodes} hypervisors, OVS agents {sorted(agents)}")
         time.sleep(1)

@@ -45,7 +45,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     code, out = _run(sim, vm_uuid, tmp, "--check")
     assert code == 1
     for step in ("plugins", "images-link", "guest-kernels-link", "himn", "integration-bridge", "ovsdb",
-                 "nova-conf", "neutron-conf", "neutron-root-helper"):
+                 "nova-conf", "neutron-conf", "neutron-root-helper", "neutron-privsep"):
         assert f"MISSING   {step}" in out, out
     code, out = _run(sim, vm_uuid, tmp, "--dry-run")
     assert code == 0 and "WOULD FIX plugins" in out
@@ -53,7 +53,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
 
     code, out = _run(sim, vm_uuid, tmp)
     assert code == 0, out
-    assert out.count("FIXED") == 9
+    assert out.count("FIXED") == 10
     code, out = _run(sim, vm_uuid, tmp, "--check")
     assert code == 0 and "MISSING" not in out, out
     code, out = _run(sim, vm_uuid, tmp)
@@ -66,7 +66,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     sr_uuid = x.SR.get_uuid(x.pool.get_default_SR(x.pool.get_all()[0]))
     assert (root / "images").resolve() == (root / f"var/run/sr-mount/{sr_uuid}/os-images").resolve()
     assert (root / "boot/guest").is_symlink()
-    assert "ptcp:6640" in (root / "etc/openvswitch/conf.json").read_text()
+    assert "ptcp:6640:169.254.0.1" in (root / "etc/openvswitch/conf.json").read_text()  # HIMN
     assert x.network.get_bridge(x.network.get_by_name_label("br-int")[0]) == "br-int"
     vm = x.VM.get_by_uuid(vm_uuid)
     nets = [x.network.get_other_config(x.VIF.get_network(v)) for v in x.VM.get_VIFs(vm)]
@@ -104,3 +104,7 @@ def test_independent_compute_writes_a_config_the_driver_accepts(host):
     assert code == 0 and "independent compute" in out, out
     nova = (tmp / "nova.conf").read_text()
     assert "independent_compute = True" in nova and "check_host = False" in nova
+    # no HIMN without a compute VM: OVSDB listens on the host's management address
+    address = x.host.get_address(x.host.get_all()[0])
+    root = sim.backend.dom0_root(sim.backend.master_ref)
+    assert f"ptcp:6640:{address}" in (root / "etc/openvswitch/conf.json").read_text()

@@ -72,7 +72,8 @@ def test_a_running_vms_vif_is_a_real_port_with_xenservers_external_ids(ovs_sim):
     assert iface["ofport"] > 0  # ovs-vswitchd took the port into its datapath
     assert "actions=NORMAL" in dom0(sim, index, "ovs-ofctl", "dump-flows", "br-int")
     other = 1 - index
-    assert "br-int" not in dom0(sim, other, "ovs-vsctl", "list-br").split(), "one switch per dom0"
+    assert dom0(sim, other, "ovs-vsctl", "list-br").split() == ["xenbr0"], "one switch per dom0"
+    assert dom0(sim, other, "ovs-vsctl", "list-ports", "xenbr0").split() == ["eth0"]
 
     x.VIF.unplug(vif)
     assert interface(sim, index, port) is None

@@ -95,6 +95,10 @@ class Dom0OpenVSwitch:
         SWITCHES[str(self.dom0_root)] = self
         return self
 
+    def add_pif_bridge(self, bridge: str, device: str) -> None:
+        """A physical interface's bridge (xenbr0 with eth0), as xapi's networkd makes at boot."""
+        self.vsctl("--", "--may-exist", "add-br", bridge, "--", "--may-exist", "add-port", bridge, device)
+
     def _wait(self, ready, what: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while not ready():

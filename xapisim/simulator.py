@@ -145,7 +145,14 @@ class Simulator:
         self.port = port
         if self.config.real_ovs:
             from .dom0_ovs import Dom0OpenVSwitch
-            self.switches = [Dom0OpenVSwitch(rt.dom0_root).start() for _, _, rt in hosts]
+            for backend, ref, rt in hosts:
+                switch = Dom0OpenVSwitch(rt.dom0_root).start()
+                self.switches.append(switch)
+                store = backend.store
+                for pif in store.all("PIF"):
+                    p = store.get("PIF", pif)
+                    if p["host"] == ref and store.exists("network", p["network"]):
+                        switch.add_pif_bridge(store.get("network", p["network"])["bridge"], p["device"])
         if self.ssh_port is not None:
             self._start_ssh([rt.config.address for _, _, rt in hosts])
         self._gc_thread = threading.Thread(target=self._gc_loop, daemon=True, name="xapisim-gc")

@@ -98,6 +98,9 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
         nova["ca_file"] = args.ca_file
     neutron = {"connection_url": args.url, "connection_username": args.username,
                "connection_password": password}
+    for key in ("certificate_thumbprint", "ca_file"):
+        if key in nova:  # xenapi-root-helper checks the host's certificate as the driver does
+            neutron[key] = nova[key]
     ctx = steps.Context(session, dom0, args.image_handler, vm)
     missing = unfixable = 0
     try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import stat
+import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nova_xenapi.agent_tools import CONFIG_ENV, TOOLS_DIR
 from nova_xenapi.bootstrap.dom0_ssh import Dom0
 from nova_xenapi.dom0 import FILE_SR_TYPES, PLUGIN_API_VERSION, PLUGIN_DIR
 from nova_xenapi.session import XenAPISession
@@ -194,8 +196,17 @@ def check_ovsdb(ctx: Context) -> str | None:
     return f"OVSDB does not listen on port {OVSDB_PORT} for the neutron agent"
 
 
+def ovsdb_address(ctx: Context) -> str:
+    """Where neutron's agent reaches dom0's OVSDB: the host-internal management network from a
+    compute VM on the host (nothing else can reach it), else the host's management address."""
+    if ctx.compute_vm_uuid:
+        return HIMN_DOM0_IP
+    return ctx.session.call_xenapi("host.get_address", ctx.session.host_ref)
+
+
 def fix_ovsdb(ctx: Context) -> None:
-    status, _, err = ctx.dom0.run(f"ovs-vsctl --timeout=10 set-manager ptcp:{OVSDB_PORT}:{HIMN_DOM0_IP}")
+    address = ovsdb_address(ctx)
+    status, _, err = ctx.dom0.run(f"ovs-vsctl --timeout=10 set-manager ptcp:{OVSDB_PORT}:{address}")
     if status != 0:
         raise RuntimeError(f"ovs-vsctl set-manager failed: {err.strip()}")
 
@@ -271,6 +282,15 @@ def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: 
               neutron_values: dict[str, str]) -> list[Step]:
     agent_check, agent_fix = _config_step(neutron_conf, "agent", {
         "root_helper": f"xenapi-root-helper --config-file {neutron_conf}"})
+    privsep_steps = [_config_step(neutron_conf, section, {"helper_command": privsep_helper_command(
+        neutron_conf)}) for section in PRIVSEP_SECTIONS]
+
+    def privsep_check(ctx: Context) -> str | None:
+        return next((p for p in (check(ctx) for check, _ in privsep_steps) if p), None)
+
+    def privsep_fix(ctx: Context) -> None:
+        for _, fix in privsep_steps:
+            fix(ctx)
     bridge_check, bridge_fix = _bridge_step(nova_values["ovs_integration_bridge"])
     nova_check, nova_fix = _config_step(nova_conf, "xenserver", nova_values)
     neutron_check, neutron_fix = _config_step(neutron_conf, "xenapi", neutron_values)
@@ -285,4 +305,20 @@ def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: 
         Step("nova-conf", nova_check, nova_fix),
         Step("neutron-conf", neutron_check, neutron_fix),
         Step("neutron-root-helper", agent_check, agent_fix),
+        Step("neutron-privsep", privsep_check, privsep_fix),
     ]
+
+
+#: the privsep contexts of neutron's OVS agent (neutron/privileged/__init__.py): each starts its
+#: own daemon, with its own [section] helper_command
+PRIVSEP_SECTIONS = ("privsep", "privsep_ovs_vsctl", "privsep_link", "privsep_namespace",
+                    "privsep_conntrack")
+
+
+def privsep_helper_command(neutron_conf: str | None) -> str:
+    """How the agent starts its privsep daemon: with ``agent_tools`` first on PATH, so the
+    ovs-ofctl it runs is dom0's (nova_xenapi/agent_tools)."""
+    scripts = sysconfig.get_path("scripts")
+    path = f"{TOOLS_DIR}:{scripts}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return (f"env PATH={path} {CONFIG_ENV}={neutron_conf} {scripts}/privsep-helper "
+            f"--config-file {neutron_conf}")
