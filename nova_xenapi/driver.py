@@ -103,6 +103,7 @@ class XenAPIDriver(driver.ComputeDriver):
                 unplug_retries=xs.num_vbd_unplug_retries,
                 coalesce_max_attempts=xs.vhd_coalesce_max_attempts,
                 coalesce_poll_interval=xs.vhd_coalesce_poll_interval,
+                virtapi=self.virtapi,
             )
         return self._host
 

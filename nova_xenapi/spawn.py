@@ -18,7 +18,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import blank_disks, disks, image_cache, images, kernels, root_partition, vm
+from nova_xenapi import blank_disks, disks, image_cache, images, kernels, root_partition, vif_events, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -45,6 +45,7 @@ class Host:
     unplug_retries: int = 10
     coalesce_max_attempts: int = 20
     coalesce_poll_interval: float = 5.0
+    virtapi: Any = None  # Nova's, for waiting on Neutron's events (vif_events)
 
 
 def take_down(session: XenAPISession, vm_ref: str, instance_uuid: str) -> tuple[list[str], dict]:
@@ -195,11 +196,12 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
     rb.add("VM", discard_vm, session, vm_ref)
     for userdevice, vdi, bootable, read_only in disk_list:
         disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only)
-    host.vifs.plug_all(vm_ref, network_info)
-    if configdrive.required_by(instance):
-        configdrive.update_instance(instance)
-    if power_on:
-        vm.start(session, vm_ref, host.running_timeout)
+    with vif_events.waiting_for_plug(host.virtapi, instance, network_info, power_on):
+        host.vifs.plug_all(vm_ref, network_info)
+        if configdrive.required_by(instance):
+            configdrive.update_instance(instance)
+        if power_on:
+            vm.start(session, vm_ref, host.running_timeout)
     LOG.info("Built %s as a %s VM", instance.name, mode.upper())
     return vm_ref
 
