@@ -121,11 +121,12 @@ def wait_for_computes(state: State, hosts: int, timeout: float = 180.0) -> None:
         nodes = len(list(conn.compute.hypervisors()))
         agents = {a.host for a in conn.network.agents(binary="neutron-openvswitch-agent")
                   if a.is_alive}
+        dead = [n for w in sorted(wanted) for n in (w, f"{w}-ovs-agent")
+                if processes.running(state, n) is None]
+        if dead:  # a heartbeat from before a restart still counts as up for a while
+            raise processes.NotReady(f"{dead[0]} exited:\n{processes.log_tail(state, dead[0])}")
         if wanted <= up and nodes >= hosts and wanted <= agents:
             return
-        for name in [*(wanted - up), *(f"{n}-ovs-agent" for n in wanted - agents)]:
-            if processes.running(state, name) is None:
-                raise processes.NotReady(f"{name} exited:\n{processes.log_tail(state, name)}")
         if time.monotonic() > deadline:
             raise processes.NotReady(f"not up after {timeout:.0f} s: computes {sorted(up)}, "
                                      f"{nodes} hypervisors, OVS agents {sorted(agents)}")

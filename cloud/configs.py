@@ -168,6 +168,8 @@ def nova_compute(state: State, name: str, host_address: str) -> Path:
     sections["oslo_concurrency"] = {"lock_path": str(state.data / name / "locks")}
     sections["vnc"].update({"server_listen": ADDRESS, "server_proxyclient_address": host_address})
     sections["compute"] = {"provider_config_location": str(d / "provider_config")}
+    # Nova keeps the node's identity (compute_id) in state_path and refuses to restart without it
+    (state.data / name / "instances").mkdir(parents=True, exist_ok=True)
     return _write_keeping(path, sections)
 
 

@@ -52,7 +52,10 @@ def _uwsgi(state: State, name: str, env: dict[str, str]) -> None:
         "--virtualenv", sys.prefix, "--master", "--processes", "1", "--threads", "4",
         "--enable-threads", "--lazy-apps", "--die-on-term", "--exit-on-reload", "--thunder-lock",
         "--need-app", "--buffer-size", "65535", "--http-auto-chunked", "--http-chunked-input",
-        "--http-raw-body", "--add-header", "Connection: close", "--socket-timeout", "60",
+        "--http-raw-body",
+        # Glance reads chunked uploads with uwsgi.chunked_read(), which refuses a chunk over 1 MB
+        # by default; the dom0 plugins and glanceclient send bigger ones
+        "--chunked-input-limit", str(64 << 20), "--add-header", "Connection: close", "--socket-timeout", "60",
         "--disable-logging", "--hook-master-start", "unix_signal:15 gracefully_kill_them_all"],
         env={env_var: str(config_dir), **env})
 

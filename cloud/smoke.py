@@ -1,0 +1,213 @@
+"""``scripts/cloud smoke``: what a new user does first, through the real clients.
+
+With the ``clouds.yaml`` that ``up`` wrote, openstacksdk makes a tenant
+network (VLAN on physnet1) and a subnet; the ``openstack`` CLI lists the
+hypervisors (one per simulated host), boots two servers on that network and
+checks the scheduler spread them, that each port is ACTIVE and bound to its
+server's host and is in that host's dom0 OVSDB with the external_ids a
+XenServer host sets (read over OVSDB's TCP port, as the agent reads it);
+kills one nova-compute with SIGKILL and starts it again; then stop, start,
+reboot, snapshot, a console URL, and delete, after which the ports are gone
+from dom0.  Servers left by an earlier run that failed are deleted first.
+Each step prints its wall time; any failure stops the run with exit
+status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+from . import computes, processes, resources
+from .control_plane import BIN, admin_connection
+from .state import State
+
+NET = "smoke-net"
+
+
+class SmokeFailed(RuntimeError):
+    pass
+
+
+def openstack(state: State, *args: str, timeout: float = 300.0, output: bool = True):
+    """The ``openstack`` CLI with the cloud's clouds.yaml; its JSON output, if it has one."""
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(state.root / "clouds.yaml"),
+           "OS_CLOUD": "nova-xenapi"}
+    fmt = ["-f", "json"] if output else []
+    r = subprocess.run([str(BIN / "openstack"), *args, *fmt], capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    if r.returncode != 0:
+        raise SmokeFailed(f"openstack {' '.join(args)}: {r.stderr.strip()[-2000:]}")
+    return json.loads(r.stdout) if output and r.stdout.strip() else None
+
+
+def dom0_interfaces(host_index: int, port_id: str) -> list[dict]:
+    """The Interface rows of dom0's OVSDB that carry ``port_id``, over OVSDB's TCP port."""
+    r = subprocess.run(["ovs-vsctl", f"--db=tcp:{computes.host_address(host_index)}:6640",
+                        "--format=json", "--columns=name,external_ids", "find", "Interface",
+                        f"external_ids:iface-id={port_id}"], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise SmokeFailed(f"ovs-vsctl against dom0 {host_index + 1}: {r.stderr.strip()}")
+    return [{"name": name, "external_ids": dict(ids[1])} for name, ids in json.loads(r.stdout)["data"]]
+
+
+def _wait_status(state: State, server: str, status: str, timeout: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = openstack(state, "server", "show", server)
+        if s["status"] == status:
+            return s
+        if s["status"] == "ERROR" or time.monotonic() > deadline:
+            raise SmokeFailed(f"server {server} is {s['status']}, not {status}: {s.get('fault')}")
+        time.sleep(1)
+
+
+def run(state: State) -> int:
+    if not (state.root / "clouds.yaml").exists():
+        print(f"cloud smoke: no cloud at {state.root}: run scripts/cloud up first", file=sys.stderr)
+        return 1
+    t0 = time.monotonic()
+    results: list[str] = []
+
+    def step(what: str, fn, *args):
+        t = time.monotonic()
+        try:
+            out = fn(*args)
+        except SmokeFailed as exc:
+            print(f"  FAILED  {what}: {exc}", flush=True)
+            raise
+        line = f"  ok      {what:<58} {time.monotonic() - t:6.1f} s"
+        results.append(line)
+        print(line, flush=True)
+        return out
+
+    _delete_leftovers(state)
+    try:
+        hosts = step("openstack hypervisor list", openstack, state, "hypervisor", "list")
+        names = [h["Hypervisor Hostname"] for h in hosts]
+        if len(names) < 2:
+            raise SmokeFailed(f"expected a hypervisor per simulated host, got {names}")
+        net_id = step("openstacksdk: network and subnet (VLAN on physnet1)", _network, state)
+        servers = step("openstack server create x2 --wait (ACTIVE after Neutron plugs)",
+                       _boot, state, net_id)
+        step("the scheduler spread them over the hosts", _spread, state, servers)
+        ports = step("ports ACTIVE, bound to their host, in that dom0's OVSDB", _ports, state, servers)
+        first = servers[0]["id"]
+        step(f"kill -9 {servers[0]['OS-EXT-SRV-ATTR:host']}'s nova-compute, start it again",
+             _restart_compute, state, servers[0], len(names))
+        step("openstack server stop", _action, state, first, "stop", "SHUTOFF")
+        step("openstack server start", _action, state, first, "start", "ACTIVE")
+        step("openstack server reboot --wait", _action, state, first, "reboot", "ACTIVE")
+        step("openstack server image create --wait (snapshot)", _snapshot, state, first)
+        step("openstack console url show (noVNC)", _console, state, first)
+        step("openstack server delete --wait x2", _delete, state, servers)
+        step("the ports left dom0's OVSDB", _ports_gone, ports)
+    except (SmokeFailed, subprocess.TimeoutExpired) as exc:
+        print(f"cloud smoke: FAILED after {time.monotonic() - t0:.1f} s: {exc}", file=sys.stderr)
+        return 1
+    print(f"cloud smoke: passed, {len(results)} steps in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def _delete_leftovers(state: State) -> None:
+    conn = admin_connection(state)
+    for server in conn.compute.servers(all_projects=True, name="^smoke"):
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=180)
+    for image in conn.image.images(name="smoke-snap"):
+        conn.image.delete_image(image)
+
+
+def _network(state: State) -> str:
+    conn = admin_connection(state)
+    net = conn.network.find_network(NET) or conn.network.create_network(
+        name=NET, provider_network_type="vlan", provider_physical_network="physnet1")
+    if not list(conn.network.subnets(network_id=net.id)):
+        conn.network.create_subnet(network_id=net.id, name=f"{NET}-v4", ip_version=4,
+                                   cidr="10.11.12.0/24")
+    return net.id
+
+
+def _boot(state: State, net_id: str) -> list[dict]:
+    openstack(state, "server", "create", "--image", resources.IMAGE, "--flavor", resources.FLAVOR,
+              "--network", net_id, "--min", "2", "--max", "2", "--wait", "smoke")
+    servers = [s for s in openstack(state, "server", "list", "--name", "^smoke")]
+    return [_wait_status(state, s["ID"], "ACTIVE") for s in servers]
+
+
+def _spread(state: State, servers: list[dict]) -> None:
+    hosts = {s["OS-EXT-SRV-ATTR:host"] for s in servers}
+    if len(hosts) != len(servers):
+        raise SmokeFailed(f"both servers on {hosts}")
+
+
+def _ports(state: State, servers: list[dict]) -> list[tuple[int, str]]:
+    found = []
+    for s in servers:
+        host = s["OS-EXT-SRV-ATTR:host"]
+        index = int(host.rsplit("-", 1)[1]) - 1
+        for port in openstack(state, "port", "list", "--server", s["id"], "--long"):
+            p = openstack(state, "port", "show", port["ID"])
+            if p["status"] != "ACTIVE" or p["binding_host_id"] != host:
+                raise SmokeFailed(f"port {p['id']}: {p['status']} on {p['binding_host_id']}")
+            rows = dom0_interfaces(index, p["id"])
+            if len(rows) != 1:
+                raise SmokeFailed(f"port {p['id']} is {len(rows)} times in dom0 {index + 1}'s OVSDB")
+            ids = rows[0]["external_ids"]
+            want = {"attached-mac": p["mac_address"], "iface-status": "active", "iface-id": p["id"]}
+            if any(ids.get(k) != v for k, v in want.items()) or not ids.get("xs-vm-uuid"):
+                raise SmokeFailed(f"dom0 interface {rows[0]['name']} has external_ids {ids}")
+            found.append((index, p["id"]))
+    return found
+
+
+def _restart_compute(state: State, server: dict, hosts: int) -> None:
+    """A nova-compute killed outright and started again loses nothing: its server stays ACTIVE
+    (the stop/start steps after this go through that same nova-compute)."""
+    name = server["OS-EXT-SRV-ATTR:host"]
+    pid = processes.running(state, name)
+    if pid is None:
+        raise SmokeFailed(f"{name} is not running")
+    os.kill(pid, signal.SIGKILL)
+    while processes.running(state, name) is not None:
+        time.sleep(0.1)
+    computes.start_computes(state, hosts)
+    computes.wait_for_computes(state, hosts)
+    after = openstack(state, "server", "show", server["id"])
+    if after["status"] != "ACTIVE" or after["OS-EXT-SRV-ATTR:host"] != name:
+        raise SmokeFailed(f"after the restart the server is {after['status']} on "
+                          f"{after['OS-EXT-SRV-ATTR:host']}")
+
+
+def _action(state: State, server: str, action: str, status: str) -> None:
+    args = ["server", action, server] + (["--wait"] if action == "reboot" else [])
+    openstack(state, *args, output=False)
+    _wait_status(state, server, status)
+
+
+def _snapshot(state: State, server: str) -> None:
+    image = openstack(state, "server", "image", "create", "--name", "smoke-snap", "--wait", server)
+    if image["status"] != "active":
+        raise SmokeFailed(f"snapshot is {image['status']}")
+    openstack(state, "image", "delete", image["id"], output=False)
+
+
+def _console(state: State, server: str) -> None:
+    url = openstack(state, "console", "url", "show", "--novnc", server)["url"]
+    if "token=" not in urllib.parse.unquote(url):
+        raise SmokeFailed(f"console URL without a token: {url}")
+
+
+def _delete(state: State, servers: list[dict]) -> None:
+    openstack(state, "server", "delete", "--wait", *[s["id"] for s in servers], output=False)
+
+
+def _ports_gone(ports: list[tuple[int, str]]) -> None:
+    for index, port in ports:
+        if dom0_interfaces(index, port):
+            raise SmokeFailed(f"port {port} is still in dom0 {index + 1}'s OVSDB")
