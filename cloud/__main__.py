@@ -7,7 +7,8 @@ per host a nova-compute with ``compute_driver = xenapi.XenAPIDriver``; it
 waits for all of them, registers an image, a flavor and a provider network,
 and writes ``clouds.yaml`` and ``openrc``.  A second ``up`` resumes the same
 state directory.  ``down`` stops what ``up`` started, by pid, and deletes
-the state directory unless ``--keep-state``.
+the state directory unless ``--keep-state``.  ``check`` is up, smoke and down
+in one, as the tests run it.
 """
 
 from __future__ import annotations
@@ -72,6 +73,35 @@ def down(state: State, keep_state: bool) -> int:
     return 0
 
 
+def secrets_in_logs(state: State) -> list[str]:
+    """Log files that hold any of the cloud's generated passwords (there must be none)."""
+    import json
+    values = json.loads((state.root / "secrets.json").read_text()).values()
+    hits = []
+    for log in sorted(state.logs.glob("*.log")) + sorted(state.data.rglob("*.log")):
+        text = log.read_text(errors="replace")
+        hits += [str(log) for v in values if v in text][:1]
+    return hits
+
+
+def check(state: State, hosts: int) -> int:
+    """up, smoke and down in one go, as the tests run it: down always runs, and the logs are
+    searched for the generated passwords before the state goes."""
+    code = 1
+    try:
+        code = up(state, hosts)
+        if code == 0:
+            from . import smoke
+            code = smoke.run(state)
+        leaked = secrets_in_logs(state)
+        if leaked:
+            print(f"cloud check: a password is in {', '.join(leaked)}", file=sys.stderr)
+            code = 1
+    finally:
+        down(state, keep_state=code != 0)
+    return code
+
+
 def status(state: State) -> int:
     if not state.root.exists():
         print(f"cloud: no cloud at {state.root}")
@@ -86,7 +116,9 @@ def status(state: State) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/cloud", description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=("up", "down", "status", "smoke"))
+    ap.add_argument("command", choices=("up", "down", "status", "smoke", "check"),
+                    help="check: up, smoke, look for passwords in the logs, down (state kept "
+                         "for a look if anything failed)")
     ap.add_argument("--state-dir", type=Path, default=Path(".cloud"))
     ap.add_argument("--hosts", type=int, default=2, help="simulated XenServer hosts (up)")
     ap.add_argument("--keep-state", action="store_true", help="down: keep the state directory")
@@ -99,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             return down(state, args.keep_state)
         if args.command == "status":
             return status(state)
+        if args.command == "check":
+            return check(state, args.hosts)
         from . import smoke
         return smoke.run(state)
     except (processes.NotReady, RuntimeError) as exc:

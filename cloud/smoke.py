@@ -173,10 +173,23 @@ def _restart_compute(state: State, server: dict, hosts: int) -> None:
     pid = processes.running(state, name)
     if pid is None:
         raise SmokeFailed(f"{name} is not running")
+
+    def heartbeat() -> str:
+        rows = openstack(state, "compute", "service", "list", "--host", name, "--service",
+                         "nova-compute")
+        return rows[0]["Updated At"] if rows else ""
+    before = heartbeat()
     os.kill(pid, signal.SIGKILL)
     while processes.running(state, name) is not None:
         time.sleep(0.1)
     computes.start_computes(state, hosts)
+    deadline = time.monotonic() + 120
+    while heartbeat() == before:  # the new process has reported in (not the old heartbeat)
+        if processes.running(state, name) is None:
+            raise SmokeFailed(f"{name} exited after the restart:\n{processes.log_tail(state, name)}")
+        if time.monotonic() > deadline:
+            raise SmokeFailed(f"{name} did not report in after the restart")
+        time.sleep(2)
     computes.wait_for_computes(state, hosts)
     after = openstack(state, "server", "show", server["id"])
     if after["status"] != "ACTIVE" or after["OS-EXT-SRV-ATTR:host"] != name:

@@ -120,6 +120,7 @@ class XenAPIDriver(driver.ComputeDriver):
             self._check_runs_on_host()
         self.host.handler.check_sr(self.session, spawn.disks.find_sr(self.session, xs.sr_matching_filter))
         plugins.check_version(self.session)  # refuses a mismatched plugin set
+        host_ops.keep_node_identity(self.session.host_uuid)
         self._pump = events.EventPump(self.session)
         self._watcher = lifecycle.LifecycleWatcher(self.session, self.emit_event)
         self._watcher.follow(self._pump)

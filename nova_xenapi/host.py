@@ -160,3 +160,25 @@ def maintenance_mode(session: XenAPISession, on: bool) -> str:
         return "on_maintenance"
     session.call_xenapi("host.enable", session.host_ref)
     return "off_maintenance"
+
+
+def keep_node_identity(host_uuid: str) -> None:
+    """Persist this compute node's identity, as Nova expects of every driver but ironic.
+
+    The driver gives each node the XAPI host's uuid, so Nova never writes its
+    ``compute_id`` file in ``state_path`` (it does that only for drivers without
+    a uuid per node); but at every later start it refuses to run without one.
+    So the driver writes it, once, with the host's uuid.  A file that names
+    another node means this nova-compute's ``connection_url`` now names a
+    different host than before: refused, rather than taking over the other
+    node's servers.
+    """
+    import nova.virt.node
+    known = nova.virt.node.read_local_node_uuid()
+    if known is None:
+        nova.virt.node.write_local_node_uuid(host_uuid)
+    elif known != host_uuid:
+        raise exception.InvalidConfiguration(
+            f"this nova-compute's state_path ({CONF.state_path}) belongs to compute node {known}, "
+            f"but [xenserver] connection_url names XenServer host {host_uuid}: a nova-compute "
+            "manages one host for its whole life")

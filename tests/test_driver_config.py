@@ -91,3 +91,24 @@ def test_maintenance_mode_evacuates_and_gives_the_host_back_if_it_cannot(conf, s
     finally:
         conf.clear_override("connection_url", "xenserver")
         conf.clear_override("connection_password", "xenserver")
+
+
+def test_the_node_identity_is_kept_in_state_path_and_a_different_host_is_refused(conf, tmp_path,
+                                                                                 monkeypatch):
+    """Nova refuses to start a nova-compute a second time without state_path/compute_id
+    (ComputeManager._ensure_existing_node_identity), and writes that file only for drivers
+    without a uuid per node: ours gives the XAPI host's uuid, so it writes the file itself.
+    (Nova's functional fixtures stub this file out, which is why only the real cloud showed it.)"""
+    import nova.virt.node
+
+    from nova_xenapi import host as host_ops
+    monkeypatch.setattr(nova.virt.node, "LOCAL_NODE_UUID", None)
+    conf.set_override("state_path", str(tmp_path))
+    try:
+        host_ops.keep_node_identity("8d5f7f5a-0000-4000-8000-000000000001")
+        assert (tmp_path / "compute_id").read_text().strip() == "8d5f7f5a-0000-4000-8000-000000000001"
+        host_ops.keep_node_identity("8d5f7f5a-0000-4000-8000-000000000001")  # a restart
+        with pytest.raises(exception.InvalidConfiguration, match="manages one host"):
+            host_ops.keep_node_identity("8d5f7f5a-0000-4000-8000-000000000002")
+    finally:
+        conf.clear_override("state_path")
