@@ -62,8 +62,12 @@ def down(state: State, keep_state: bool) -> int:
     if not state.root.exists():
         print(f"cloud: nothing at {state.root}")
         return 0
-    for name in reversed(service_names(state)):
-        if processes.stop(state, name):
+    names = service_names(state)
+    infra = [n for n in names if n in ("mariadb", "epmd", "rabbitmq")]
+    # the OpenStack services and the simulated hosts first, all at once; then the message bus
+    # and the database they were using
+    for group in ([n for n in names if n not in infra], ["rabbitmq", "epmd"], ["mariadb"]):
+        for name in processes.stop_all(state, group):
             print(f"  stopped {name}")
     if not keep_state:
         shutil.rmtree(state.root)

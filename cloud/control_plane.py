@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from . import configs, processes
-from .infra import db_url
 from .state import ADDRESS, State
 
 BIN = Path(sys.prefix) / "bin"
@@ -126,8 +125,9 @@ def start_services(state: State) -> None:
     nova_conf = str(configs.nova(state))
     nm = [str(BIN / "nova-manage"), "--config-file", nova_conf]
     _manage(state, "nova-api-db", [*nm, "api_db", "sync"])
-    _manage(state, "nova-cell0", [*nm, "cell_v2", "map_cell0", "--database_connection",
-                                  db_url(state, "nova_cell0")])
+    # cell0's database is [database] connection's with "_cell0" appended (nova_cell0): the
+    # default, so no URL (and password) goes on the command line
+    _manage(state, "nova-cell0", [*nm, "cell_v2", "map_cell0"])
     _manage(state, "nova-cell1", [*nm, "cell_v2", "create_cell", "--name", "cell1"])
     _manage(state, "nova-db", [*nm, "db", "sync"])
     neutron_confs = [str(p) for p in configs.neutron(state)]

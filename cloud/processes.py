@@ -68,25 +68,37 @@ def start(state: State, name: str, argv: list[str], env: dict[str, str] | None =
 
 def stop(state: State, name: str, timeout: float = 20.0) -> bool:
     """Stop service ``name`` and its process group; True if it was running."""
-    pid = running(state, name)
-    _pidfile(state, name).unlink(missing_ok=True)
-    if pid is None:
-        return False
+    return bool(stop_all(state, [name], timeout))
+
+
+def stop_all(state: State, names: list[str], timeout: float = 30.0) -> list[str]:
+    """SIGTERM every named service's process group at once, wait up to ``timeout`` for all,
+    then SIGKILL what is left; returns the names that were running."""
+    pids = {name: pid for name in names if (pid := running(state, name)) is not None}
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        alive = {n: p for n, p in pids.items() if not _gone(p)}
+        for pid in alive.values():
             try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
                 pass
-            if _start_time(pid) is None or _zombie(pid):
-                return True
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
             time.sleep(0.1)
-    return True
+            alive = {n: p for n, p in alive.items() if not _gone(p)}
+        if not alive:
+            break
+    for name in names:  # only now: a down interrupted half-way can be run again
+        _pidfile(state, name).unlink(missing_ok=True)
+    return list(pids)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return _start_time(pid) is None or _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:

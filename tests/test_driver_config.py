@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from nova import exception
+from nova.virt import node as nova_node
 
 from nova_xenapi import conf as xconf
 from nova_xenapi import driver as xdriver
@@ -50,6 +51,8 @@ def test_check_host_accepts_a_compute_vm_on_its_host_and_refuses_one_elsewhere(c
     conf.set_override("connection_password", PASSWORD, "xenserver")
     conf.set_override("check_host", True, "xenserver")
     conf.set_override("independent_compute", False, "xenserver")
+    conf.set_override("state_path", str(tmp_path))  # init_host keeps the node's identity there
+    monkeypatch.setattr(nova_node, "LOCAL_NODE_UUID", None)
     try:
         x.VM.start_on(vm, member, False, False)
         with pytest.raises(exception.NovaException, match="does not run on the host"):
@@ -61,6 +64,7 @@ def test_check_host_accepts_a_compute_vm_on_its_host_and_refuses_one_elsewhere(c
     finally:
         conf.clear_override("connection_url", "xenserver")
         conf.clear_override("connection_password", "xenserver")
+        conf.clear_override("state_path")
 
 
 def test_maintenance_mode_evacuates_and_gives_the_host_back_if_it_cannot(conf, sim):
@@ -99,10 +103,8 @@ def test_the_node_identity_is_kept_in_state_path_and_a_different_host_is_refused
     (ComputeManager._ensure_existing_node_identity), and writes that file only for drivers
     without a uuid per node: ours gives the XAPI host's uuid, so it writes the file itself.
     (Nova's functional fixtures stub this file out, which is why only the real cloud showed it.)"""
-    import nova.virt.node
-
     from nova_xenapi import host as host_ops
-    monkeypatch.setattr(nova.virt.node, "LOCAL_NODE_UUID", None)
+    monkeypatch.setattr(nova_node, "LOCAL_NODE_UUID", None)
     conf.set_override("state_path", str(tmp_path))
     try:
         host_ops.keep_node_identity("8d5f7f5a-0000-4000-8000-000000000001")
