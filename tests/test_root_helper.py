@@ -79,3 +79,37 @@ def test_root_helper_passes_output_and_status_through(dom0):
     assert root_helper.main(["--config-file", conf, "cat", "/etc/shadow"], _Stdin(""),
                             io.StringIO(), err) == root_helper.UNAUTHORIZED
     assert "COMMAND_NOT_ALLOWED" in err.getvalue() and PASSWORD not in err.getvalue()
+
+
+def test_the_agents_privsep_ovs_ofctl_reaches_a_real_switch_in_dom0(tmp_path):
+    """Neutron 29 runs ovs-ofctl through privsep, locally; the privsep daemon that
+    xenapi-bootstrap configures has nova_xenapi/agent_tools first on PATH, whose ovs-ofctl
+    goes to dom0. Here the daemon's environment runs it against a real Open vSwitch."""
+    import os
+    import subprocess
+    import sysconfig
+
+    from nova_xenapi.agent_tools import CONFIG_ENV, TOOLS_DIR
+    from nova_xenapi.dom0 import PLUGIN_DIR
+    from xapisim import SimConfig, Simulator, host_configs
+    config = SimConfig(password=PASSWORD, hosts=host_configs(1, 8192, 4), auth_failure_delay=0.01,
+                       plugin_dirs=[str(PLUGIN_DIR)], real_ovs=True)
+    with Simulator(config, tmp_path / "state") as sim:
+        conf = tmp_path / "agent.ini"
+        conf.write_text(f"[xenapi]\nconnection_url = {sim.url}\nconnection_password = {PASSWORD}\n")
+        env = {**os.environ, CONFIG_ENV: str(conf),
+               "PATH": f"{TOOLS_DIR}:{sysconfig.get_path('scripts')}:/usr/bin:/bin"}
+
+        def ofctl(*args, stdin=""):
+            return subprocess.run(["ovs-ofctl", *args], input=stdin, capture_output=True, text=True,
+                                  env=env, timeout=60)
+        root = sim.backend.dom0_root(sim.backend.master_ref)
+        subprocess.run(["ovs-vsctl", "add-br", "br-int"], check=True, cwd=root,
+                       env={**os.environ, **sim.switches[0].env()})
+        r = ofctl("add-flows", "-O", "OpenFlow10", "br-int", "-",
+                  stdin="table=0,priority=7,dl_type=0x0806,actions=normal\n")
+        assert r.returncode == 0, r.stderr
+        flows = subprocess.run(["ovs-ofctl", "dump-flows", "br-int"], capture_output=True, text=True,
+                               env={**os.environ, **sim.switches[0].env()}).stdout
+        assert "priority=7,arp actions=NORMAL" in flows  # in dom0's switch, not a local one
+        assert ofctl("dump-flows", "no-such-bridge").returncode == 1
