@@ -65,8 +65,11 @@ def boot(conn, host: str, n: int, image: str, flavor: str) -> tuple[list[float],
     wall = time.monotonic() - t0
     for sid in took:
         conn.compute.delete_server(sid)
-    for sid in took:
-        conn.compute.wait_for_delete(conn.compute.get_server(sid), wait=300)
+    deadline = time.monotonic() + 300
+    while list(conn.compute.servers(name=f"^bench-{host}-{n}-")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"servers on {host} not deleted in 300 s")
+        time.sleep(0.5)
     return list(took.values()), wall
 
 
