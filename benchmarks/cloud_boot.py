@@ -31,7 +31,7 @@ FAKE = "fake-1"
 
 
 def start_fake_compute(state: State) -> None:
-    sections = configs._nova_common(state, FAKE)
+    sections = configs.nova_common(state, FAKE)
     sections["DEFAULT"].update({"host": FAKE, "compute_driver": "fake.FakeDriver",
                                 "state_path": str(state.data / FAKE)})
     (state.data / FAKE).mkdir(parents=True, exist_ok=True)

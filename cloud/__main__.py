@@ -14,6 +14,7 @@ in one, as the tests run it.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -79,7 +80,6 @@ def down(state: State, keep_state: bool) -> int:
 
 def secrets_in_logs(state: State) -> list[str]:
     """Log files that hold any of the cloud's generated passwords (there must be none)."""
-    import json
     values = json.loads((state.root / "secrets.json").read_text()).values()
     hits = []
     for log in sorted(state.logs.glob("*.log")) + sorted(state.data.rglob("*.log")):

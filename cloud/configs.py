@@ -123,7 +123,7 @@ def placement(state: State) -> Path:
     })
 
 
-def _nova_common(state: State, log: str) -> dict[str, dict[str, object]]:
+def nova_common(state: State, log: str) -> dict[str, dict[str, object]]:
     """What every Nova service needs: the message bus, Keystone, Placement, Neutron, Glance."""
     return {
         "DEFAULT": {**_common(state, log, "nova"), "transport_url": rabbit_url(state), "my_ip": ADDRESS},
@@ -142,7 +142,7 @@ def nova(state: State) -> Path:
     """nova.conf of the API, conductor and scheduler (the only ones with database access)."""
     d = _service_dir(state, "nova")
     _paste("nova", "api-paste.ini", d)
-    sections = _nova_common(state, "nova-api")
+    sections = nova_common(state, "nova-api")
     sections["DEFAULT"].update({"osapi_compute_listen": ADDRESS, "metadata_listen": ADDRESS})
     sections.update({
         "api": {"auth_strategy": "keystone"},
@@ -161,7 +161,7 @@ def nova_compute(state: State, name: str, host_address: str) -> Path:
     written by xenapi-bootstrap and kept when this file is written again."""
     d = _service_dir(state, "nova")
     path = d / f"{name}.conf"
-    sections = _nova_common(state, name)
+    sections = nova_common(state, name)
     sections["DEFAULT"].update({"host": name, "compute_driver": "xenapi.XenAPIDriver",
                                 "state_path": str(state.data / name),
                                 "instances_path": str(state.data / name / "instances")})

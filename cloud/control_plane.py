@@ -19,7 +19,7 @@ from . import configs, processes
 from .state import ADDRESS, State
 
 BIN = Path(sys.prefix) / "bin"
-#: (name in the state, uWSGI module, config env var, service type, catalog name)
+#: service name (in the state) -> (uWSGI module, its config-dir variable, catalog type, catalog name)
 APIS = {
     "keystone": ("keystone.wsgi.api:application", "OS_KEYSTONE_CONFIG_DIR", None, None),
     "glance": ("glance.wsgi.api:application", "OS_GLANCE_CONFIG_DIR", "image", "glance"),

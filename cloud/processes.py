@@ -40,13 +40,7 @@ def running(state: State, name: str) -> int | None:
     except (OSError, ValueError):
         return None
     pid = int(pid_s)
-    if _start_time(pid) != started:
-        return None
-    if _zombie(pid):  # ours, exited: reap it
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+    if _start_time(pid) != started or _gone(pid):  # another process now, or ours has exited
         return None
     return pid
 
@@ -64,11 +58,6 @@ def start(state: State, name: str, argv: list[str], env: dict[str, str] | None =
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _pidfile(state, name).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
     return proc.pid
-
-
-def stop(state: State, name: str, timeout: float = 20.0) -> bool:
-    """Stop service ``name`` and its process group; True if it was running."""
-    return bool(stop_all(state, [name], timeout))
 
 
 def stop_all(state: State, names: list[str], timeout: float = 30.0) -> list[str]:
@@ -94,6 +83,7 @@ def stop_all(state: State, names: list[str], timeout: float = 30.0) -> list[str]
 
 
 def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (reaping it if it was our child)."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

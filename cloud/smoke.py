@@ -136,7 +136,7 @@ def _network(state: State) -> str:
 def _boot(state: State, net_id: str) -> list[dict]:
     openstack(state, "server", "create", "--image", resources.IMAGE, "--flavor", resources.FLAVOR,
               "--network", net_id, "--min", "2", "--max", "2", "--wait", "smoke")
-    servers = [s for s in openstack(state, "server", "list", "--name", "^smoke")]
+    servers = openstack(state, "server", "list", "--name", "^smoke")
     return [_wait_status(state, s["ID"], "ACTIVE") for s in servers]
 
 
