@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -104,3 +105,26 @@ def test_tls_with_pinned_ca(tmp_path):
         s = XenAPI.Session(sim.url, transport=xmlrpc.client.SafeTransport(context=ctx))
         s.xenapi.login_with_password("root", PASSWORD)
         assert s.xenapi.host.get_all()
+
+
+def test_call_recording_over_http(sim, xapi):
+    """POST /_xapisim/calls starts recording, GET reads it so far, DELETE stops and returns it."""
+    x = xapi.xenapi
+
+    def control(method: str) -> tuple[int, dict]:
+        req = urllib.request.Request(f"{sim.url}/_xapisim/calls", method=method,
+                                     data=b"" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    assert control("GET")[0] == 409  # not recording yet
+    assert control("POST") == (200, {"calls": []})
+    x.VM.get_all()
+    x.host.get_all()
+    assert control("GET") == (200, {"calls": ["VM.get_all", "host.get_all"]})
+    x.pool.get_all()
+    assert control("DELETE") == (200, {"calls": ["VM.get_all", "host.get_all", "pool.get_all"]})
+    assert control("DELETE")[0] == 409

@@ -11,7 +11,8 @@ after skipping ``after`` matching calls.  Actions:
 * ``kill_master``: the master stops answering (connections are refused).
 
 ``start_recording``/``stop_recording`` list the messages clients called, in
-order, so a test can fail each of them in turn.
+order, so a test can fail each of them in turn (over HTTP: ``POST``, ``GET``
+and ``DELETE /_xapisim/calls``).
 """
 from __future__ import annotations
 
@@ -101,6 +102,11 @@ class Faults:
         with self._lock:
             calls, self._calls = self._calls or [], None
             return calls
+
+    def recorded(self) -> list[str] | None:
+        """The calls noted so far (recording goes on), or None when not recording."""
+        with self._lock:
+            return None if self._calls is None else list(self._calls)
 
     def before_call(self, backend, host_ref: str, wire: str) -> None:
         with self._lock:

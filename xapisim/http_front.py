@@ -373,6 +373,22 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError) as e:
                 return self._send(400, json.dumps({"error": str(e)}).encode(), "application/json")
             return self._send(200, json.dumps(rule.to_dict()).encode(), "application/json")
+        if path == "/_xapisim/calls":
+            # POST starts (or restarts) recording, GET reads what was called so far, DELETE
+            # stops and returns it
+            if method == "POST":
+                if self.headers.get("Content-Length") and self._read_body() is None:
+                    return
+                faults.start_recording()
+                calls = []
+            else:
+                calls = faults.recorded()
+                if calls is not None and method == "DELETE":
+                    calls = faults.stop_recording()
+            if calls is None:
+                return self._send(409, json.dumps({"error": "not recording: POST first"}).encode(),
+                                  "application/json")
+            return self._send(200, json.dumps({"calls": calls}).encode(), "application/json")
         if path == "/_xapisim/migrations" and method == "GET":
             return self._send(200, json.dumps(self.server.sim.migrations).encode(),
                               "application/json")
