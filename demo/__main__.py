@@ -9,6 +9,8 @@ snapshot, and delete.  It prints a report: the servers and their states,
 host resources before and after, and for every operation its wall time and
 the XAPI calls the driver made.  It ends by checking that nothing was left
 on the host.  Exit status 0 means every step did what it should.
+
+``--cloud`` tells the same story through the real cloud instead (``demo/cloud_story.py``).
 """
 
 from __future__ import annotations
@@ -137,7 +139,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", type=int, default=3, help="servers booted at once")
     parser.add_argument("--log", default="demo-nova.log", help="where Nova's own log goes")
+    parser.add_argument("--cloud", action="store_true",
+                        help="the same story through the real cloud (scripts/cloud) and openstacksdk")
+    parser.add_argument("--state-dir", default=".cloud-demo",
+                        help="--cloud: the cloud's state directory (one already up there is used)")
+    parser.add_argument("--hosts", type=int, default=2, help="--cloud: simulated XenServer hosts")
     args = parser.parse_args()
+    if args.cloud:
+        from demo import cloud_story
+        return cloud_story.run(args.state_dir, args.servers, args.hosts)
     Demo.SERVERS = args.servers
     t = time.monotonic()
     print(f"starting xapisim and Nova (Nova's log: {args.log}) ...", flush=True)
