@@ -79,7 +79,7 @@ def bootstrap(state: State, i: int, ssh_port: int, fingerprint: str) -> Path:
     """xenapi-bootstrap for host i, once; returns that host's nova-compute config."""
     name = compute_name(i)
     conf = configs.nova_compute(state, name, host_address(i))
-    configs.ovs_agent(state, name, host_address(i))
+    configs.ovs_agent(state, name)
     if state.done(f"bootstrap-{name}"):
         return conf
     argv = [str(BIN / "xenapi-bootstrap"), "--url", f"https://{host_address(i)}:{state.port('xapisim')}",

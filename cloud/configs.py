@@ -186,18 +186,18 @@ def _write_keeping(path: Path, sections: dict[str, dict[str, object]]) -> Path:
     return write_ini(path, sections)
 
 
-def ovs_agent(state: State, name: str, host_address: str) -> Path:
+def ovs_agent(state: State, name: str) -> Path:
     """neutron-openvswitch-agent of one host: OVSDB in that host's dom0, OpenFlow from that
     dom0's ovs-vswitchd to this agent, security groups as flows (firewall_driver openvswitch).
-    [xenapi] and [agent] root_helper are xenapi-bootstrap's."""
+    [xenapi], [agent] root_helper, [privsep*] and [ovs] integration_bridge and ovsdb_connection
+    are xenapi-bootstrap's."""
     d = _service_dir(state, "neutron")
     return _write_keeping(d / f"{name}-ovs-agent.ini", {
         "DEFAULT": {"host": name, "transport_url": rabbit_url(state), "debug": False,
                     "log_file": str(state.logs / f"{name}-ovs-agent.log"), "use_stderr": False,
                     "state_path": str(state.data / f"{name}-ovs-agent")},
         "agent": {"tunnel_types": "", "l2_population": False},
-        "ovs": {"integration_bridge": "br-int", "ovsdb_connection": f"tcp:{host_address}:6640",
-                "of_listen_address": ADDRESS, "of_listen_port": state.port(f"{name}-openflow"),
+        "ovs": {"of_listen_address": ADDRESS, "of_listen_port": state.port(f"{name}-openflow"),
                 "bridge_mappings": f"{PHYSNET}:xenbr0", "datapath_type": "netdev"},
         "securitygroup": {"firewall_driver": "openvswitch", "enable_security_group": True},
         "oslo_concurrency": {"lock_path": str(state.data / f"{name}-ovs-agent" / "locks")},

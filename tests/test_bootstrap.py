@@ -45,7 +45,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     code, out = _run(sim, vm_uuid, tmp, "--check")
     assert code == 1
     for step in ("plugins", "images-link", "guest-kernels-link", "himn", "integration-bridge", "ovsdb",
-                 "nova-conf", "neutron-conf", "neutron-root-helper", "neutron-privsep"):
+                 "nova-conf", "neutron-conf", "neutron-ovsdb", "neutron-root-helper", "neutron-privsep"):
         assert f"MISSING   {step}" in out, out
     code, out = _run(sim, vm_uuid, tmp, "--dry-run")
     assert code == 0 and "WOULD FIX plugins" in out
@@ -53,7 +53,7 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
 
     code, out = _run(sim, vm_uuid, tmp)
     assert code == 0, out
-    assert out.count("FIXED") == 10
+    assert out.count("FIXED") == 11
     code, out = _run(sim, vm_uuid, tmp, "--check")
     assert code == 0 and "MISSING" not in out, out
     code, out = _run(sim, vm_uuid, tmp)
@@ -74,7 +74,10 @@ def test_check_then_bootstrap_then_nothing_left_and_idempotent(host):
     nova = (tmp / "nova.conf").read_text()
     assert "# keep this comment" in nova and "compute_driver = xenapi.XenAPIDriver" in nova
     assert f"connection_url = {sim.url}" in nova and "image_handler = direct_vhd" in nova
-    assert "[xenapi]" in (tmp / "neutron.ini").read_text()
+    agent = (tmp / "neutron.ini").read_text()
+    assert "[xenapi]" in agent
+    # the agent reaches the OVSDB bootstrap opened, and manages the bridge XAPI plugs VIFs into
+    assert "ovsdb_connection = tcp:169.254.0.1:6640" in agent and "integration_bridge = br-int" in agent
     assert oct((tmp / "nova.conf").stat().st_mode & 0o777) == "0o640"
     host = x.host.get_all()[0]
     assert x.host.call_plugin(host, "nova_plugin_version.py", "get_version", {}) == PLUGIN_API_VERSION
@@ -108,3 +111,4 @@ def test_independent_compute_writes_a_config_the_driver_accepts(host):
     address = x.host.get_address(x.host.get_all()[0])
     root = sim.backend.dom0_root(sim.backend.master_ref)
     assert f"ptcp:6640:{address}" in (root / "etc/openvswitch/conf.json").read_text()
+    assert f"ovsdb_connection = tcp:{address}:6640" in (tmp / "neutron.ini").read_text()

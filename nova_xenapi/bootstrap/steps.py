@@ -212,16 +212,22 @@ def fix_ovsdb(ctx: Context) -> None:
 
 
 # ---------------------------------------------------------------- config
-def _config_step(path: str | None, section: str, values: dict[str, str]) -> tuple[Callable, Callable]:
+def _config_step(path: str | None, section: str,
+                 values: dict[str, str] | Callable[[Context], dict[str, str]]) -> tuple[Callable, Callable]:
+    """Check and fix of ``[section]`` in ``path``: ``values`` (or what ``values(ctx)`` gives, for
+    values only the host can tell) must be there."""
+    def wanted(ctx: Context) -> dict[str, str]:
+        return values(ctx) if callable(values) else values
+
     def check(ctx: Context) -> str | None:
         if not path:
             return None
         have = read_section(Path(path), section)
-        wrong = [k for k, v in values.items() if have.get(k) != v]
+        wrong = [k for k, v in wanted(ctx).items() if have.get(k) != v]
         return f"{path} [{section}] needs {', '.join(wrong)}" if wrong else None
 
     def fix(ctx: Context) -> None:
-        write_section(Path(path), section, values)
+        write_section(Path(path), section, wanted(ctx))
 
     return check, fix
 
@@ -291,7 +297,11 @@ def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: 
     def privsep_fix(ctx: Context) -> None:
         for _, fix in privsep_steps:
             fix(ctx)
-    bridge_check, bridge_fix = _bridge_step(nova_values["ovs_integration_bridge"])
+    bridge = nova_values["ovs_integration_bridge"]
+    # the agent manages the bridge XAPI plugs VIFs into, through the OVSDB fix_ovsdb opened
+    ovs_check, ovs_fix = _config_step(neutron_conf, "ovs", lambda ctx: {
+        "integration_bridge": bridge, "ovsdb_connection": f"tcp:{ovsdb_address(ctx)}:{OVSDB_PORT}"})
+    bridge_check, bridge_fix = _bridge_step(bridge)
     nova_check, nova_fix = _config_step(nova_conf, "xenserver", nova_values)
     neutron_check, neutron_fix = _config_step(neutron_conf, "xenapi", neutron_values)
     return [
@@ -304,6 +314,7 @@ def all_steps(nova_conf: str | None, nova_values: dict[str, str], neutron_conf: 
         Step("ovsdb", check_ovsdb, fix_ovsdb),
         Step("nova-conf", nova_check, nova_fix),
         Step("neutron-conf", neutron_check, neutron_fix),
+        Step("neutron-ovsdb", ovs_check, ovs_fix),
         Step("neutron-root-helper", agent_check, agent_fix),
         Step("neutron-privsep", privsep_check, privsep_fix),
     ]
