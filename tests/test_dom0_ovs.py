@@ -96,3 +96,21 @@ def test_set_manager_opens_ovsdb_on_the_hosts_address(ovs_sim):
             assert time.monotonic() < deadline, "OVSDB does not listen on 6640"
             time.sleep(0.05)
     assert dom0(sim, 1, "ovs-vsctl", "get-manager").split() == [f"ptcp:6640:{address}"]
+
+
+def test_a_simulator_that_fails_to_start_leaves_no_switch_or_listener(tmp_path):
+    """The SSH port is taken, so start fails after the listeners and both dom0 switches were
+    up: none of them may outlive the error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = SimConfig(password=PASSWORD, hosts=host_configs(2, 8192, 4), real_ovs=True)
+        sim = Simulator(config, tmp_path / "state", ssh_port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            sim.start()
+    assert not sim.servers and not sim.switches and not sim.ssh_servers
+    state = str(tmp_path / "state")
+    left = subprocess.run(["pgrep", "-f", state], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of {state} still running: {left}"
+    with socket.socket() as again:  # the XAPI listener's port is free again
+        again.bind(("127.0.0.1", sim.port))

@@ -66,6 +66,14 @@ class Dom0OpenVSwitch:
                 "OVS_LOGDIR": str(self.logdir)}
 
     def start(self) -> Dom0OpenVSwitch:
+        """ovsdb-server then ovs-vswitchd; if either fails, neither is left running."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Dom0OpenVSwitch:
         self.db.parent.mkdir(parents=True, exist_ok=True)
         self.logdir.mkdir(parents=True, exist_ok=True)
         if not self.db.exists():

@@ -127,6 +127,15 @@ class Simulator:
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> Simulator:
+        """Listeners, dom0 switches and SSH for every host; if any fails to start, what did
+        start is stopped again before the error goes up."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Simulator:
         ctx = None
         hosts = [(b, ref, rt) for b in self.backends for ref, rt in b.hosts.items()]
         if self.tls:
