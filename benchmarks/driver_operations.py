@@ -28,8 +28,9 @@ from nova import objects  # noqa: E402
 
 from nova_xenapi import conf as xconf  # noqa: E402
 from nova_xenapi import driver as xdriver  # noqa: E402
-from nova_xenapi import events, images, lifecycle, spawn  # noqa: E402
+from nova_xenapi import events, lifecycle, spawn  # noqa: E402
 from nova_xenapi.network import XenAPIOpenVswitchDriver  # noqa: E402
+from nova_xenapi.storage import images
 from xapisim import SimConfig, Simulator, host_configs  # noqa: E402
 
 PASSWORD = "bench"

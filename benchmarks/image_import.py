@@ -45,10 +45,11 @@ import XenAPI  # noqa: E402
 from nova import conf as nova_conf  # noqa: E402
 from nova import objects  # noqa: E402
 
-from nova_xenapi import disks, images, this_vm  # noqa: E402
-from nova_xenapi.direct_vhd import DirectVhdHandler  # noqa: E402
+from nova_xenapi import this_vm  # noqa: E402
 from nova_xenapi.dom0 import PLUGIN_DIR  # noqa: E402
 from nova_xenapi.session import XenAPISession  # noqa: E402
+from nova_xenapi.storage import disks, images
+from nova_xenapi.storage.direct_vhd import DirectVhdHandler  # noqa: E402
 from nova_xenapi.testing import vhd_images  # noqa: E402
 from nova_xenapi.testing.glance_server import GlanceServer  # noqa: E402
 from nova_xenapi.testing.xapi_objects import diskless_vm  # noqa: E402

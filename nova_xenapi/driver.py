@@ -18,8 +18,6 @@ from nova_xenapi import conf as xconf
 from nova_xenapi import (
     console,
     events,
-    image_cache,
-    images,
     lifecycle,
     live_migration,
     migration,
@@ -35,6 +33,7 @@ from nova_xenapi import evacuate as evacuate_mod
 from nova_xenapi import host as host_ops
 from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.network import XenAPIOpenVswitchDriver
+from nova_xenapi.storage import handlers, image_cache
 
 CONF = xconf.CONF
 LOG = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class XenAPIDriver(driver.ComputeDriver):
             xs = CONF.xenserver
             self._host = spawn.Host(
                 session=self.session,
-                handler=images.get_handler(xs.image_handler, xs.independent_compute,
+                handler=handlers.get_handler(xs.image_handler, xs.independent_compute,
                                            xs.num_vbd_unplug_retries, xs.image_compression_level),
                 vifs=XenAPIOpenVswitchDriver(self.session, xs.ovs_integration_bridge),
                 sr_filter=xs.sr_matching_filter,

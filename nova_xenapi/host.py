@@ -12,8 +12,9 @@ from nova.objects import fields as obj_fields
 from oslo_serialization import jsonutils
 from oslo_utils import units, versionutils
 
-from nova_xenapi import disks, plugins
+from nova_xenapi import plugins
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 CONF = nova_conf.CONF
 HYPERVISOR_TYPE = "XenServer"

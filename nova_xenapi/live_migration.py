@@ -39,9 +39,10 @@ from nova import exception
 from nova.objects import migrate_data as migrate_data_obj
 from oslo_log import log as logging
 
-from nova_xenapi import disks, vm
+from nova_xenapi import vm
 from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 LOG = logging.getLogger(__name__)
 MARK = "xapi"

@@ -21,11 +21,12 @@ from nova import exception
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import disks, kernels, plugins, spawn, vm
+from nova_xenapi import plugins, spawn, vm
 from nova_xenapi.dom0 import FILE_SR_TYPES
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.spawn import Host
+from nova_xenapi.storage import disks, kernels
 
 LOG = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from nova import exception
 from nova.compute import task_states
 from oslo_log import log as logging
 
-from nova_xenapi import coalesce, disks, images, vm
+from nova_xenapi import vm
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.spawn import Host, discard_vm, image_props
+from nova_xenapi.storage import coalesce, disks, images
 
 LOG = logging.getLogger(__name__)
 

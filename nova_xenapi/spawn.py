@@ -18,10 +18,11 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import blank_disks, disks, image_cache, images, kernels, root_partition, vif_events, vm
+from nova_xenapi import vif_events, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import blank_disks, disks, image_cache, images, kernels, root_partition
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Host:
     """What building and changing instances needs from the driver's configuration."""
 
     session: XenAPISession
-    handler: Any  # one of the image handlers (images.get_handler)
+    handler: Any  # one of the image handlers (storage.handlers.get_handler)
     vifs: XenAPIOpenVswitchDriver
     sr_filter: str
     default_os_type: str

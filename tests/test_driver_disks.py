@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from nova_xenapi import disks
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 from tests.conftest import PASSWORD
 
 MIB = 1 << 20

@@ -11,8 +11,8 @@ import re
 import pytest
 import XenAPI
 
-from nova_xenapi import disks
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 from tests.conftest import PASSWORD
 
 

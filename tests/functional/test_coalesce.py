@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nova import context, exception, objects
 
-from nova_xenapi import disks
+from nova_xenapi.storage import disks
 from nova_xenapi.testing import nova_stack as base
 
 

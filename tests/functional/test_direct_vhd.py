@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from nova_xenapi import image_cache
-from nova_xenapi.images import HandlerNotAvailable
+from nova_xenapi.storage import image_cache
+from nova_xenapi.storage.images import HandlerNotAvailable
 from nova_xenapi.testing import nova_stack as base
 from nova_xenapi.testing import vhd_images
 

@@ -16,9 +16,9 @@ from typing import Any
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
-from nova_xenapi import disks
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 LOG = logging.getLogger(__name__)
 

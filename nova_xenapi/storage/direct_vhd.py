@@ -21,11 +21,11 @@ from nova import exception
 from nova.image import glance
 from oslo_log import log as logging
 
-from nova_xenapi import disks
 from nova_xenapi.dom0 import FILE_SR_TYPES
 from nova_xenapi.errors import XenAPIError
-from nova_xenapi.images import HandlerNotAvailable
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
+from nova_xenapi.storage.images import HandlerNotAvailable
 
 LOG = logging.getLogger(__name__)
 

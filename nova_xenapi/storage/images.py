@@ -29,8 +29,9 @@ from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import disks, this_vm
+from nova_xenapi import this_vm
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 LOG = logging.getLogger(__name__)
 
@@ -189,21 +190,6 @@ class LocalDevHandler(_FillingHandler):
                                  "subformat=dynamic,force_size=on", device, tmp.name)
             with open(tmp.name, "rb") as data:
                 self._glance.update(context, image_id, meta, data=data, purge_props=False)
-
-
-def get_handler(name: str, independent_compute: bool = False, unplug_retries: int = 10,
-                compression_level: int | None = None):
-    if name == RemoteStreamHandler.name:
-        return RemoteStreamHandler()
-    if name == LocalDevHandler.name:
-        if independent_compute:
-            raise exception.NotSupportedWithOption(operation="image_handler = vdi_local_dev",
-                                                   option="[xenserver] independent_compute")
-        return LocalDevHandler(unplug_retries=unplug_retries)
-    if name == "direct_vhd":
-        from nova_xenapi.direct_vhd import DirectVhdHandler  # it builds on this module
-        return DirectVhdHandler(compression_level=compression_level)
-    raise HandlerNotAvailable(name=name, reason="unknown handler")
 
 
 def root_disk_size(instance: Any, image_meta: Any) -> int:

@@ -18,8 +18,8 @@ from nova import exception
 from nova.virt.disk import api as disk_api
 from oslo_concurrency import processutils
 
-from nova_xenapi import disks
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 TRANSFER_TIMEOUT = 3600.0
 

@@ -15,9 +15,10 @@ from nova.image import glance
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import disks, plugins
+from nova_xenapi import plugins
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 LOG = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import time
 from nova import exception
 from oslo_log import log as logging
 
-from nova_xenapi import disks
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 LOG = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from oslo_log import log as logging
 
-from nova_xenapi import disks, plugins
+from nova_xenapi import plugins
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
+from nova_xenapi.storage import disks
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,22 @@
+"""The driver's storage: who owns what.
+
+* ``disks``: VDIs and VBDs. It chooses the SR, makes, attaches, fills, reads and
+  removes disks. Every other module here builds on it.
+* ``images``: the two streaming image handlers (``vdi_remote_stream``,
+  ``vdi_local_dev``), the image formats, and root disk sizing.
+* ``direct_vhd``: the ``direct_vhd`` handler. dom0 moves VHD chains between
+  Glance and a file SR.
+* ``handlers``: picks the handler that ``[xenserver] image_handler`` names.
+* ``image_cache``: ``cache_images``. Base images stay in the SR, are cloned for
+  each instance, and are aged out.
+* ``coalesce``: waits for the SR's garbage collector to coalesce a VHD chain
+  after a snapshot.
+* ``kernels``: AMI kernels and ramdisks in dom0's ``/boot/guest``.
+* ``blank_disks``: swap and ephemeral disks, formatted here and sent as VHD.
+* ``root_partition``: ``auto_disk_config``. It grows the root partition and
+  filesystem.
+
+Imports flow one way: ``handlers`` → ``direct_vhd`` → ``images`` → ``disks``
+→ the session layer. Nothing here imports the modules that use storage
+(spawn, snapshot, migration).
+"""
