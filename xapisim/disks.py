@@ -32,6 +32,7 @@ from .vhd import resize as vhd_resize
 
 FILE_SR_TYPES = ("ext", "nfs", "file")
 BLOCK_SR_TYPES = ("lvm", "lvmoiscsi", "lvmohba")
+LUN_SR_TYPES = ("iscsi",)  # a VDI is a LUN of a real target (iscsi_sr.py)
 ISO_SR_TYPES = ("iso", "udev")
 MIB = 1 << 20
 VHD_MAX_BYTES = 2040 * 1024 * MIB  # VDI_TOO_LARGE above this for VHD export
@@ -82,7 +83,29 @@ class DiskStore:
     def is_file_sr(self, sr_type: str) -> bool:
         return sr_type in FILE_SR_TYPES
 
+    def is_lun_sr(self, sr_type: str) -> bool:
+        return sr_type in LUN_SR_TYPES
+
+    def lun(self, sr_uuid: str, vdi_uuid: str):
+        """(Target, LUN id) of a LUN-per-VDI SR's VDI, from an attached PBD and the VDI's
+        sm_config; VDIUnavailable (SM's answer) when there is neither."""
+        from .iscsi_sr import Target, sm_error
+        store = self.backend.store
+        with store.lock:
+            sr = store.by_uuid_of("SR", sr_uuid)
+            pbds = [store.get("PBD", p) for p in store.get("SR", sr)["PBDs"]]
+            attached = [p for p in pbds if p["currently_attached"]]
+            vdis = store.find("VDI", uuid=vdi_uuid)
+            lun = store.get("VDI", vdis[0])["sm_config"].get("LUNid") if vdis else None
+        if not attached:
+            raise sm_error("SRUnavailable")
+        if lun is None:
+            raise sm_error("VDIUnavailable")
+        return Target(dict(attached[0]["device_config"])), int(lun)
+
     def path(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> Path:
+        if self.is_lun_sr(sr_type):
+            raise XapiError("INTERNAL_ERROR", f"VDI {vdi_uuid} is a LUN, not a file")
         ext = "vhd" if self.is_file_sr(sr_type) else "raw"
         return self.sr_dir(sr_uuid) / f"{vdi_uuid}.{ext}"
 
@@ -99,6 +122,14 @@ class DiskStore:
         if not link.exists():
             link.symlink_to(self.sr_dir(sr_uuid), target_is_directory=True)
 
+    def detach_sr(self, host_ref: str, sr_uuid: str, sr_type: str) -> None:
+        """What PBD.unplug does: a file SR leaves the host's dom0 (its files stay)."""
+        if not self.is_file_sr(sr_type):
+            return
+        link = self.backend.dom0_root(host_ref) / "var/run/sr-mount" / sr_uuid
+        if link.is_symlink():
+            link.unlink()
+
     # -- lifecycle -------------------------------------------------------
     def create(self, sr_uuid: str, sr_type: str, vdi_uuid: str, size: int) -> Path:
         return self._create_at(self.path(sr_uuid, sr_type, vdi_uuid), sr_type, size)
@@ -113,13 +144,15 @@ class DiskStore:
         return p
 
     def destroy(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> None:
+        if self.is_lun_sr(sr_type):
+            return  # LUNperVDI.delete only unmanages: the LUN and its bytes stay on the target
         try:
             self.path(sr_uuid, sr_type, vdi_uuid).unlink()
         except FileNotFoundError:
             pass
 
     def physical_size(self, sr_uuid: str, sr_type: str, vdi_uuid: str, virtual: int) -> int:
-        if not self.is_file_sr(sr_type):
+        if not self.is_file_sr(sr_type):  # thick LVs, and whole LUNs
             return virtual  # thick LVs
         try:
             return os.stat(self.path(sr_uuid, sr_type, vdi_uuid)).st_blocks * 512
@@ -128,6 +161,8 @@ class DiskStore:
 
     def copy(self, src: tuple[str, str, str], dst: tuple[str, str, str], size: int) -> None:
         """Copy the contents of one VDI into another (any SR types)."""
+        if self.is_lun_sr(src[1]) or self.is_lun_sr(dst[1]):
+            return self._copy_lun(src, dst, size)
         sp = self.path(*src)
         dp = self.path(*dst)
         same_sr = src[0] == dst[0]
@@ -137,6 +172,20 @@ class DiskStore:
             subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(sp), str(dp)], check=True)
             return
         self._fill(sp, self.fmt(src[1]), dp, dst[1], size)
+
+    def _copy_lun(self, src: tuple[str, str, str], dst: tuple[str, str, str], size: int) -> None:
+        from . import iscsi_sr
+        if self.is_lun_sr(src[1]):
+            path, tmp = self.export_file(*src, "raw")
+            try:
+                self.import_image(path, "raw", *dst, size)
+            finally:
+                if tmp:
+                    path.unlink()
+            return
+        target, lun = self.lun(dst[0], dst[2])
+        with self.flattened(self.path(*src)) as flat:
+            iscsi_sr.write_from(target, lun, flat, self.fmt(src[1]))
 
     @contextlib.contextmanager
     def flattened(self, path: Path):
@@ -199,7 +248,7 @@ class DiskStore:
 
     def raw_writer_target(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> tuple[Path, bool]:
         """Where raw bytes for this VDI are written; True if they need converting after."""
-        if self.is_file_sr(sr_type):
+        if self.is_file_sr(sr_type) or self.is_lun_sr(sr_type):
             return self.temp_file(".raw"), True
         return self.path(sr_uuid, sr_type, vdi_uuid), False
 
@@ -214,13 +263,30 @@ class DiskStore:
                 raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
         elif src.stat().st_size > vdi_size:
             raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
+        if self.is_lun_sr(sr_type):
+            from . import iscsi_sr
+            target, lun = self.lun(sr_uuid, vdi_uuid)
+            with self.flattened(src) as flat:
+                iscsi_sr.write_from(target, lun, flat, src_fmt)
+            return
         dst = self.path(sr_uuid, sr_type, vdi_uuid)
         self._fill(src, src_fmt, dst, sr_type, vdi_size)
 
     def export_file(self, sr_uuid: str, sr_type: str, vdi_uuid: str, fmt: str) -> tuple[Path, bool]:
         """A file holding the VDI in ``fmt``; True if it is a temporary to delete."""
-        p = self.path(sr_uuid, sr_type, vdi_uuid)
         qfmt = {"raw": "raw", "vhd": "vpc", "qcow2": "qcow2"}[fmt]
+        if self.is_lun_sr(sr_type):
+            from . import iscsi_sr
+            target, lun = self.lun(sr_uuid, vdi_uuid)
+            tmp = self.temp_file("." + fmt)
+            tmp.unlink()  # qemu-img makes it
+            try:
+                iscsi_sr.read_into(target, lun, tmp, qfmt)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return tmp, True
+        p = self.path(sr_uuid, sr_type, vdi_uuid)
         if qfmt == self.fmt(sr_type) and not is_differencing(p):
             return p, False
         tmp = self.temp_file("." + fmt)
@@ -246,6 +312,8 @@ class DiskStore:
     # -- block access (raw import/export without converting files) --------
     def open_disk(self, sr_uuid: str, sr_type: str, vdi_uuid: str, writable: bool = False):
         """The VDI's virtual disk: ``write_at(offset, data)``, ``blocks()`` and ``size``."""
+        if self.is_lun_sr(sr_type):
+            return StagedLun(self, sr_uuid, vdi_uuid, writable)
         path = str(self.path(sr_uuid, sr_type, vdi_uuid))
         if self.is_file_sr(sr_type):
             try:
@@ -307,3 +375,34 @@ class RawDisk:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class StagedLun(RawDisk):
+    """A LUN read into a local raw file and, if opened writable, written back at close.
+
+    Raw import and export address a VDI by offset; ``qemu-img`` reaches a LUN
+    only by whole-disk conversion, so the LUN is staged through a sparse
+    temporary file of the state directory.
+    """
+
+    def __init__(self, disks: DiskStore, sr_uuid: str, vdi_uuid: str, writable: bool) -> None:
+        from . import iscsi_sr
+        self._target, self._lun = disks.lun(sr_uuid, vdi_uuid)
+        self._writable = writable
+        self._path = disks.temp_file(".raw")
+        self._path.unlink()
+        try:
+            iscsi_sr.read_into(self._target, self._lun, self._path)
+            super().__init__(str(self._path), writable)
+        except BaseException:
+            self._path.unlink(missing_ok=True)
+            raise
+
+    def close(self) -> None:
+        from . import iscsi_sr
+        try:
+            super().close()
+            if self._writable:
+                iscsi_sr.write_from(self._target, self._lun, self._path)
+        finally:
+            self._path.unlink(missing_ok=True)

@@ -5,8 +5,9 @@ With ``SimConfig.device_dir`` set, ``VBD.plug`` on a running VM makes
 ``VBD.unplug`` writes what the guest changed back into the VDI and removes
 the file.  A block-SR VDI is its raw file already (a link is enough); a
 file-SR VDI is a VHD, so its data is copied out to a sparse raw file and
-its changed regions written back block by block.  This is how a compute VM's
-``vdi_local_dev`` image handler is tested.
+its changed regions written back block by block.  A LUN of an ``iscsi`` SR
+is read into the file and written back to the LUN whole.  This is how a
+compute VM's ``vdi_local_dev`` image handler is tested.
 """
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def device_path(device_dir: str, vm_uuid: str, device: str) -> Path:
 
 def expose(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if disks.is_lun_sr(sr_type):
+        from .iscsi_sr import read_into
+        path.unlink(missing_ok=True)
+        read_into(*disks.lun(sr_uuid, vdi_uuid), path)
+        return
     source = disks.path(sr_uuid, sr_type, vdi_uuid)
     if not disks.is_file_sr(sr_type):
         if path.exists() or path.is_symlink():
@@ -40,7 +46,10 @@ def expose(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None
 def withdraw(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None:
     if not path.exists() and not path.is_symlink():
         return
-    if disks.is_file_sr(sr_type):
+    if disks.is_lun_sr(sr_type):
+        from .iscsi_sr import write_from
+        write_from(*disks.lun(sr_uuid, vdi_uuid), path)
+    elif disks.is_file_sr(sr_type):
         with DynamicVhd(str(disks.path(sr_uuid, sr_type, vdi_uuid)), writable=True) as vhd, \
                 open(path, "rb") as raw:
             # blocks the guest wrote (data in the sparse file) and blocks that held data before

@@ -75,7 +75,22 @@ SR_OPERATIONS = {
              "scan"],
     "iso": ["forget", "vdi_introduce", "unplug", "plug", "pbd_create", "update", "pbd_destroy",
             "vdi_clone", "scan"],
+    # RawISCSISR's capabilities (VDI_CREATE, VDI_DELETE, VDI_INTRODUCE) plus what xapi allows
+    # every SR (xapi_sr_operations.ml sm_cap_table): no resize, no snapshot
+    "lun": ["scan", "destroy", "forget", "plug", "unplug", "vdi_create", "vdi_destroy",
+            "vdi_introduce", "vdi_clone", "pbd_create", "pbd_destroy"],
 }
+
+
+def sr_operations(sr_type: str, content_type: str) -> list[str]:
+    """What an SR of this type allows (its SM driver's capabilities)."""
+    if sr_type == "udev":
+        return list(SR_OPERATIONS["udev"])
+    if content_type == "iso" or sr_type == "iso":
+        return list(SR_OPERATIONS["iso"])
+    if sr_type == "iscsi":
+        return list(SR_OPERATIONS["lun"])
+    return list(SR_OPERATIONS["file"])
 TEMPLATES_JSON = Path(__file__).parent / "datamodel" / "templates.json"
 
 
@@ -299,13 +314,13 @@ def make_sr(backend: Backend, hosts: list[str], sr_type: str, size: int, name: s
         sm_config = {"devserial": "scsi-36001405xapisim0000000000000000"}
         if sr_type in ("lvm", "lvmoiscsi", "lvmohba"):
             sm_config.update(allocation="thick", use_vhd="true")
-    kind = "udev" if sr_type == "udev" else "iso" if content_type == "iso" else "file"
     sr = store.create("SR", _known("SR", {
         "name_label": name, "name_description": description, "type": sr_type,
         "content_type": content_type,
         "shared": bool(shared) if shared is not None else sr_type == "nfs",
         "physical_size": size, "physical_utilisation": 0, "virtual_allocation": 0,
-        "other_config": oc, "sm_config": sm_config, "allowed_operations": SR_OPERATIONS[kind]}))
+        "other_config": oc, "sm_config": sm_config,
+        "allowed_operations": sr_operations(sr_type, content_type)}))
     uuid = store.get("SR", sr)["uuid"]
     if device_config is None:
         device_config = ({"server": "127.0.0.1", "serverpath": "/export"} if sr_type == "nfs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = ("session", "task", "event", "vm", "vm_copy", "vm_xva", "vdi", "vbd", "vif", "host", "pool",
-           "sr", "message", "migrate", "pool_join", "network")
+           "sr", "pbd", "message", "migrate", "pool_join", "network")
 
 
 def load_all() -> None:

@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 
 from ..call import Call
+from ..datamodel import NULL_REF
+from ..errors import XapiError
 from ..registry import api
 from ..vhd import DynamicVhd, VhdError, coalesce_parent
 from .vdi import scanned_vdi, sr_info, update_sr_usage
@@ -143,6 +145,10 @@ def _coalesce(call: Call, sr: str, records: dict[str, str], child: str) -> None:
 
 @api("SR", "scan")
 def scan(call: Call, sr: str) -> str:
+    from . import sr_lun
+    if sr_lun.is_lun_sr(call, sr):
+        sr_lun.scan(call, sr)
+        return ""
     with call.store.lock:
         call.store.get("SR", sr)
         _scan_files(call, sr)
@@ -158,4 +164,49 @@ def update(call: Call, sr: str) -> str:
 
 @api("SR", "get_supported_types")
 def get_supported_types(call: Call) -> list[str]:
-    return ["ext", "nfs", "lvm", "lvmoiscsi", "iso", "udev", "file"]
+    return ["ext", "nfs", "lvm", "lvmoiscsi", "iscsi", "iso", "udev", "file"]
+
+
+@api("SR", "introduce")
+def introduce(call: Call, uuid: str, name_label: str, name_description: str, type: str,
+              content_type: str, shared: bool, sm_config: dict) -> str:
+    """xapi_sr.ml ``introduce``: a record only, no PBDs; sizes unknown (-1) until a scan."""
+    from ..inventory import sr_operations
+    sr_type = type.lower()
+    store = call.store
+    with store.lock:
+        if uuid and uuid in store.by_uuid:
+            raise XapiError("SR_UUID_EXISTS", uuid)
+        ref = store.create("SR", {"name_label": name_label, "name_description": name_description,
+                                  "type": sr_type, "content_type": content_type,
+                                  "shared": bool(shared), "sm_config": dict(sm_config),
+                                  "physical_size": -1, "physical_utilisation": -1,
+                                  "virtual_allocation": 0, "introduced_by": NULL_REF,
+                                  "allowed_operations": sr_operations(sr_type, content_type)})
+        if uuid:
+            store.change_uuid("SR", ref, uuid)
+        return ref
+
+
+@api("SR", "forget")
+def forget(call: Call, sr: str) -> str:
+    """message_forwarding ``SR.forget``: refused while a PBD is plugged (SR_HAS_PBD); then the
+    SR's PBDs, its VDI records and the SR go from the database.  No disk is touched."""
+    store = call.store
+    with store.lock:
+        rec = store.get("SR", sr)
+        if any(store.get("PBD", p)["currently_attached"] for p in rec["PBDs"]):
+            raise XapiError("SR_HAS_PBD", sr)
+        for pbd in list(rec["PBDs"]):
+            store.destroy("PBD", pbd)
+        for vdi in list(rec["VDIs"]):
+            for vbd in list(store.get("VDI", vdi)["VBDs"]):
+                if store.exists("VBD", vbd):
+                    store.set("VBD", vbd, VDI=NULL_REF, empty=True)
+            store.destroy("VDI", vdi)
+        for pool in store.all("pool"):
+            for field in ("default_SR", "suspend_image_SR", "crash_dump_SR"):
+                if store.get("pool", pool)[field] == sr:
+                    store.set("pool", pool, **{field: NULL_REF})
+        store.destroy("SR", sr)
+    return ""

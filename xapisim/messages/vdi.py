@@ -92,6 +92,11 @@ def create(call: Call, struct: dict) -> str:
     name = values.pop("name_label", "")
     vtype = values.pop("type", "user")
     values.pop("sm_config", None)
+    from . import sr_lun
+    if sr_lun.is_lun_sr(call, sr):
+        with call.store.lock:
+            _check_sr_usable(call, sr, "vdi_create")
+        return sr_lun.claim(call, sr, int(size), {"name_label": name, "type": vtype, **values})
     return new_vdi(call, sr, name, int(size), vtype, values)
 
 
@@ -134,8 +139,33 @@ def destroy(call: Call, vdi: str) -> str:
             if r["suspend_VDI"] == vdi:
                 raise XapiError("VDI_IN_USE", vdi, "destroy")
         _check_sr_usable(call, rec["SR"], "vdi_destroy")
+        from . import sr_lun
+        if sr_lun.is_lun_sr(call, rec["SR"]):
+            sr_lun.unmanage(call, vdi)
+            return ""
         destroy_vdi(call, vdi)
     return ""
+
+
+@api("VDI", "introduce")
+def introduce(call: Call, uuid: str, name_label: str, name_description: str, sr: str, type: str,
+              sharable: bool, read_only: bool, other_config: dict, location: str,
+              xenstore_data: dict, sm_config: dict, managed: bool, virtual_size: int,
+              physical_utilisation: int, metadata_of_pool: str, is_a_snapshot: bool,
+              snapshot_time, snapshot_of: str) -> str:
+    """The SR's backend finds the disk (SM's vdi_introduce); only LUN-per-VDI SRs here."""
+    store = call.store
+    with store.lock:
+        store.get("SR", sr)
+        _check_sr_usable(call, sr, "vdi_introduce")
+    from . import sr_lun
+    if not sr_lun.is_lun_sr(call, sr):
+        raise XapiError("NOT_IMPLEMENTED", "VDI.introduce: xapisim introduces VDIs only on "
+                                           "iscsi SRs (file SRs find theirs with SR.scan)")
+    return sr_lun.introduce(call, sr, dict(sm_config), {
+        "name_label": name_label, "name_description": name_description, "type": type,
+        "sharable": bool(sharable), "read_only": bool(read_only),
+        "other_config": dict(other_config), "xenstore_data": dict(xenstore_data)})
 
 
 @api("VDI", "forget")
