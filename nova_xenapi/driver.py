@@ -33,7 +33,7 @@ from nova_xenapi import evacuate as evacuate_mod
 from nova_xenapi import host as host_ops
 from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.network import XenAPIOpenVswitchDriver
-from nova_xenapi.storage import handlers, image_cache
+from nova_xenapi.storage import handlers, image_cache, volumes
 
 CONF = xconf.CONF
 LOG = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class XenAPIDriver(driver.ComputeDriver):
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
         "supports_device_tagging": False,
+        "supports_extend_volume": True,  # a rescan of the LUN's SR (storage/volumes.py)
         "supports_multiattach": False,
         "supports_trusted_certs": False,
         "supports_pcpus": False,
@@ -278,6 +279,36 @@ class XenAPIDriver(driver.ComputeDriver):
     def destroy(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
                 destroy_disks: bool = True, destroy_secrets: bool = True) -> None:
         spawn.destroy(self.host, instance, destroy_disks)
+        volumes.release_all(self.session, block_device_info)  # the volumes' data stays Cinder's
+
+    # ------------------------------------------------------------- volumes
+    def get_volume_connector(self, instance: Any) -> dict:
+        return volumes.connector(self.session, CONF.my_ip, CONF.host)
+
+    def attach_volume(self, context: Any, connection_info: dict, instance: Any, mountpoint: str,
+                      disk_bus: Any = None, device_type: Any = None, encryption: Any = None) -> None:
+        if encryption:
+            raise exception.VolumeEncryptionNotSupported(
+                volume_type="encrypted", volume_id=connection_info.get("data", {}).get("volume_id"))
+        volumes.attach_to(self.session, vm.find(self.session, instance), connection_info, mountpoint)
+
+    def detach_volume(self, context: Any, connection_info: dict, instance: Any, mountpoint: str,
+                      encryption: Any = None) -> None:
+        ref = vm.lookup(self.session, instance.name)
+        volumes.detach_from(self.session, ref, connection_info, self.host.unplug_retries)
+
+    def extend_volume(self, context: Any, connection_info: dict, instance: Any,
+                      requested_size: int) -> int:
+        return volumes.extend(self.session, connection_info, requested_size)
+
+    def default_root_device_name(self, instance: Any, image_meta: Any, root_bdm: Any) -> str:
+        return "/dev/xvda"
+
+    def get_device_name_for_instance(self, instance: Any, bdms: Any, block_device_obj: Any) -> str:
+        """Free on the VM too: swap, ephemeral and config drive hold userdevices 1-3 that Nova
+        may not have in its mappings."""
+        names = [b.device_name for b in bdms if b.device_name]
+        return volumes.next_device_name(self.session, vm.lookup(self.session, instance.name), names)
 
     def cleanup(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
                 destroy_disks: bool = True, migrate_data: Any = None, destroy_vifs: bool = True,
@@ -289,7 +320,7 @@ class XenAPIDriver(driver.ComputeDriver):
                                    network_info: Any, block_device_info: Any = None,
                                    timeout: int = 0, retry_interval: int = 0) -> str:
         return migration.migrate_disk_and_power_off(self.host, instance, flavor, timeout,
-                                                    CONF.xenserver.dom0_ssh_port)
+                                                    CONF.xenserver.dom0_ssh_port, block_device_info)
 
     def finish_migration(self, context: Any, migration_: Any, instance: Any, disk_info: str,
                          network_info: Any, image_meta: Any, resize_instance: bool,

@@ -75,8 +75,12 @@ def _remove_staged(session: Any, instance_uuid: str) -> None:
 
 
 def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: int,
-                               ssh_port: int) -> str:
+                               ssh_port: int, block_device_info: dict | None = None) -> str:
     """On the source: stop the VM, set it aside as ``-orig``, stage its disks; the disk info."""
+    if (block_device_info or {}).get("block_device_mapping"):
+        # a volume's VBD would be taken for one of the server's own disks and copied
+        raise _refuse(instance, "resize and cold migration of a server with volumes attached "
+                                "are not supported yet: detach them first")
     session = host.session
     vm_ref = vm.find(session, instance)
     found = dict(vm.disk_vdis(session, vm_ref))

@@ -18,34 +18,27 @@ from nova_xenapi.storage import coalesce, disks, images
 LOG = logging.getLogger(__name__)
 
 
-def _destroy_snapshot(host: Host, snap: str) -> None:
-    vdis = [vdi for _, vdi in vm.disk_vdis(host.session, snap)]
-    vm.destroy(host.session, snap)
-    for vdi in vdis:
-        disks.destroy_vdi(host.session, vdi)
-
-
 def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
-    """Snapshot the VM, upload its root disk to ``image_id``, and remove the snapshot."""
+    """Snapshot the root disk, upload it to ``image_id``, and remove the snapshot."""
     session = host.session
     vm_ref = vm.find(session, instance)
     update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
     root = [vdi for dev, vdi in vm.disk_vdis(session, vm_ref) if dev == disks.ROOT]
-    chain_before = disks.vhd_chain(session, root[0]) if root else []
-    snap = session.call_async("VM.snapshot", vm_ref, f"{instance.name}-snapshot-{image_id}",
-                              timeout=None)
+    if not root:
+        raise exception.NovaException(f"{instance.name} has no root disk to snapshot")
+    chain_before = disks.vhd_chain(session, root[0])
+    # the root disk alone, as the old driver did: the image is the root disk, and a VM.snapshot
+    # would also snapshot the server's volumes, which Cinder owns (and a raw iSCSI SR refuses)
+    snap = session.call_async("VDI.snapshot", root[0], {}, timeout=None)
     try:
-        roots = [vdi for dev, vdi in vm.disk_vdis(session, snap) if dev == disks.ROOT]
-        if not roots:
-            raise exception.NovaException(f"{instance.name} has no root disk to snapshot")
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)
         metadata = {"properties": {"os_type": instance.os_type or host.default_os_type,
                                    "auto_disk_config": str(bool(instance.auto_disk_config))}}
-        host.handler.upload(context, session, image_id, roots[0], metadata)
+        host.handler.upload(context, session, image_id, snap, metadata)
     finally:
         with contextlib.suppress(XenAPIError):
-            _destroy_snapshot(host, snap)
+            disks.destroy_vdi(session, snap)
     LOG.info("Uploaded a snapshot of %s as image %s", instance.name, image_id)
     if chain_before and host.coalesce_max_attempts:
         coalesce.wait(session, root[0], chain_before, host.coalesce_max_attempts,

@@ -27,6 +27,7 @@ def expose(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None
         from .iscsi_sr import read_into
         path.unlink(missing_ok=True)
         read_into(*disks.lun(sr_uuid, vdi_uuid), path)
+        _keep_original(path)
         return
     source = disks.path(sr_uuid, sr_type, vdi_uuid)
     if not disks.is_file_sr(sr_type):
@@ -48,7 +49,10 @@ def withdraw(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> No
         return
     if disks.is_lun_sr(sr_type):
         from .iscsi_sr import write_from
-        write_from(*disks.lun(sr_uuid, vdi_uuid), path)
+        original = _original(path)
+        if not original.exists() or _differs(path, original):  # only what the guest changed
+            write_from(*disks.lun(sr_uuid, vdi_uuid), path)
+        original.unlink(missing_ok=True)
     elif disks.is_file_sr(sr_type):
         with DynamicVhd(str(disks.path(sr_uuid, sr_type, vdi_uuid)), writable=True) as vhd, \
                 open(path, "rb") as raw:
@@ -62,6 +66,28 @@ def withdraw(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> No
                 data = os.pread(raw.fileno(), min(vhd.block_size, vhd.size - start), start)
                 vhd.write_at(start, data.ljust(min(vhd.block_size, vhd.size - start), b"\0"))
     path.unlink()
+
+
+def _original(path: Path) -> Path:
+    return path.with_name(f".{path.name}.at-plug")
+
+
+def _keep_original(path: Path) -> None:
+    """A copy of what the LUN held at plug time, so unplug writes back only a guest's change
+    (and never undoes what reached the LUN another way meanwhile)."""
+    import subprocess
+    subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(path), str(_original(path))],
+                   check=True)
+
+
+def _differs(a: Path, b: Path, block: int = 4 << 20) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(block), fb.read(block)
+            if x != y:
+                return True
+            if not x:
+                return False
 
 
 def _data_extents(fd: int, size: int):

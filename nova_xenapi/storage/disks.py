@@ -104,18 +104,24 @@ def plugged(session: XenAPISession, vm: str, vdi: str, read_only: bool = False,
         try:
             yield session.call_xenapi("VBD.get_device", vbd)
         finally:
-            for attempt in range(unplug_retries):
-                try:
-                    session.call_xenapi("VBD.unplug", vbd)
-                    break
-                except XenAPIError as exc:
-                    if exc.code == "DEVICE_ALREADY_DETACHED":
-                        break
-                    if exc.code != "DEVICE_DETACH_REJECTED" or attempt == unplug_retries - 1:
-                        raise
-                    time.sleep(1)
+            unplug_vbd(session, vbd, unplug_retries)
     finally:
         session.call_xenapi("VBD.destroy", vbd)
+
+
+def unplug_vbd(session: XenAPISession, vbd: str, retries: int = 10) -> None:
+    """Unplug a VBD, retrying while the guest still holds the device; one already unplugged
+    is not an error."""
+    for attempt in range(retries):
+        try:
+            session.call_xenapi("VBD.unplug", vbd)
+            return
+        except XenAPIError as exc:
+            if exc.code == "DEVICE_ALREADY_DETACHED":
+                return
+            if exc.code != "DEVICE_DETACH_REJECTED" or attempt == retries - 1:
+                raise
+            time.sleep(1)
 
 
 def destroy_vdi(session: XenAPISession, vdi: str) -> None:

@@ -44,6 +44,7 @@ class IscsiTarget:
         self.control = 1000 + self.port % 30000  # tgtd -C (at most 32767): its own control socket
         self.proc: subprocess.Popen | None = None
         self._tids: dict[str, int] = {}
+        self._accounts: set[str] = set()
 
     @property
     def portal(self) -> str:
@@ -87,7 +88,9 @@ class IscsiTarget:
         self.tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "-I", "ALL")
         if chap:
             user, password = chap
-            self.tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password)
+            if user not in self._accounts:  # one account may serve many targets
+                self.tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password)
+                self._accounts.add(user)
             self.tgtadm("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user)
         return files
 

@@ -1,0 +1,201 @@
+"""Cinder volumes through Nova's API, on LUNs of a real tgtd.
+
+Nova's CinderFixture stands in for Cinder's API. Its connection info for each
+volume points at a LUN of a private tgtd (a target per volume, with CHAP, as
+Cinder's LVM driver exports them), so xapisim's iscsi SR logs in for real.
+After each operation the test checks what XAPI holds (SR, PBD, VDI, VBD),
+that no SR or PBD is left once the volume is detached, and the bytes on the
+LUN's backing file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import fixtures
+from nova.tests.functional.api import client
+
+from nova_xenapi.testing import nova_stack as base
+from nova_xenapi.testing.iscsi_target import IscsiTarget
+
+MIB = 1 << 20
+CHAP_USER = "nova-chap"
+CHAP_SECRET = "volume-chap-secret-2718"
+
+
+class VolumeTest(base.XenAPIFunctionalBase):
+
+    def setUp(self):
+        super().setUp()
+        self.target = IscsiTarget(Path(self.useFixture(fixtures.TempDir()).path)).start()
+        self.addCleanup(self.target.stop)
+        self.cinder.VOLUME_CONNECTION_INFO = {}  # this test's volumes only
+        self.image = self.make_image(base.image_data())
+
+    def volume(self, size: int = 16 * MIB, **data) -> tuple[str, Path]:
+        """A Cinder volume: its id, and the file behind its LUN."""
+        volume_id = str(uuid.uuid4())
+        iqn = f"iqn.2010-10.org.openstack:volume-{volume_id}"
+        lun_file = self.target.add_target(iqn, [size], chap=(CHAP_USER, CHAP_SECRET))[0]
+        self.cinder.VOLUME_CONNECTION_INFO[volume_id] = {
+            "driver_volume_type": "iscsi",
+            "data": {"target_portal": self.target.portal, "target_iqn": iqn, "target_lun": 1,
+                     "auth_method": "CHAP", "auth_username": CHAP_USER,
+                     "auth_password": CHAP_SECRET, "access_mode": "rw", "encrypted": False,
+                     **data}}
+        return volume_id, lun_file
+
+    def volume_srs(self) -> list[dict]:
+        return [r for r in self.api_x.SR.get_all_records().values() if r["type"] == "iscsi"]
+
+    def volume_vbds(self, server: dict) -> list[dict]:
+        out = []
+        for vbd in self.vm_of(server)["VBDs"]:
+            rec = self.api_x.VBD.get_record(vbd)
+            if rec["VDI"] != "OpaqueRef:NULL" and \
+                    self.api_x.SR.get_type(self.api_x.VDI.get_SR(rec["VDI"])) == "iscsi":
+                out.append(rec)
+        return out
+
+    def assertNoVolumeStorage(self) -> None:
+        self.assertEqual([], self.volume_srs(), "a volume SR is left on the host")
+        srs = set(self.api_x.SR.get_all())
+        self.assertEqual([], [p for p, r in self.api_x.PBD.get_all_records().items()
+                              if r["SR"] not in srs])
+
+    def attachments(self, server: dict) -> list[dict]:
+        return self.api.get_server_volumes(server["id"])
+
+    def wait_for_no_attachments(self, server: dict, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.attachments(server):
+            self.assertLess(time.monotonic(), deadline, "the failed attachment stayed")
+            time.sleep(0.2)
+
+    def write_through_xapi(self, vdi: str, data: bytes) -> None:
+        x = self.api_x
+        task = x.task.create("write", "")
+        url = f"{self.sim.url}/import_raw_vdi?session_id={self.xapi._session}&vdi={vdi}&task_id={task}"
+        urllib.request.urlopen(urllib.request.Request(url, data=data, method="PUT")).read()
+        deadline = time.monotonic() + 60
+        while x.task.get_status(task) == "pending":
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.assertEqual("success", x.task.get_status(task), x.task.get_error_info(task))
+        x.task.destroy(task)
+
+    @staticmethod
+    def same(a: bytes, b: bytes) -> bool:
+        """Compared by digest: a failure must not print megabytes."""
+        return hashlib.sha256(a).digest() == hashlib.sha256(b).digest()
+
+    # ---------------------------------------------------------------- tests
+    def test_attach_write_extend_detach_and_delete_with_a_volume_attached(self):
+        server = self._create_server(image_uuid=self.image, networks="none")
+        first, first_file = self.volume()
+        self._attach_volume(server, first)
+        [attachment] = self.attachments(server)
+        self.assertEqual("/dev/xvdb", attachment["device"])  # the first free device of the VM
+        [vbd] = self.volume_vbds(server)
+        self.assertTrue(vbd["currently_attached"], "not hot-plugged into the running VM")
+        self.assertEqual("1", vbd["userdevice"])
+        vdi = self.api_x.VDI.get_record(vbd["VDI"])
+        self.assertEqual("1", vdi["sm_config"]["LUNid"])
+        self.assertEqual(16 * MIB, int(vdi["virtual_size"]))
+        [sr] = self.volume_srs()
+        pbd = self.api_x.PBD.get_record(sr["PBDs"][0])
+        self.assertTrue(pbd["currently_attached"])
+        self.assertEqual(CHAP_USER, pbd["device_config"]["chapuser"])
+
+        data = os.urandom(2 * MIB)  # what reaches the VDI is on the LUN, and the other way round
+        self.write_through_xapi(vbd["VDI"], data)
+        self.assertTrue(self.same(data, first_file.read_bytes()[:len(data)]))
+        with open(first_file, "r+b") as f:
+            f.seek(4 * MIB)
+            f.write(b"from-the-array" * 100)
+        self.assertTrue(self.same(b"from-the-array" * 100,
+                                  self.read_vdi(vbd["VDI"], 5 * MIB)[4 * MIB:4 * MIB + 1400]))
+
+        second, second_file = self.volume(size=8 * MIB)  # a second target: its own SR and device
+        self._attach_volume(server, second)
+        self.assertEqual(["/dev/xvdb", "/dev/xvdc"], sorted(a["device"] for a in self.attachments(server)))
+        self.assertEqual(2, len(self.volume_srs()))
+
+        iqn = self.cinder.VOLUME_CONNECTION_INFO[second]["data"]["target_iqn"]
+        self.target.grow_lun(iqn, 1, 1 << 30)  # Cinder grew it (the fixture's volumes are 1 GiB)
+        self.api.microversion = "2.51"
+        self.api.api_post("/os-server-external-events", {"events": [{
+            "name": "volume-extended", "server_uuid": server["id"], "tag": second}]})
+        deadline = time.monotonic() + 30
+        while not any(int(self.api_x.VDI.get_virtual_size(v["VDI"])) == 1 << 30
+                      for v in self.volume_vbds(server)):
+            self.assertLess(time.monotonic(), deadline, "the VDI never grew")
+            time.sleep(0.2)
+
+        self.api.delete_server_volume(server["id"], first)
+        self._wait_for_volume_detach(server["id"], first)
+        self.assertEqual(1, len(self.volume_vbds(server)))
+        self.assertEqual(1, len(self.volume_srs()), "the other volume's SR must stay")
+        self.assertTrue(self.same(data, first_file.read_bytes()[:len(data)]), "detach touched the volume")
+        self.assertEqual("ACTIVE", self.api.get_server(server["id"])["status"])
+
+        [vbd] = self.volume_vbds(server)
+        kept = os.urandom(MIB)
+        self.write_through_xapi(vbd["VDI"], kept)
+        self._delete_server(server)  # with the second volume still attached
+        self.assertNoVolumeStorage()
+        self.assertHostClean()
+        self.assertTrue(self.same(kept, second_file.read_bytes()[:MIB]), "delete touched the volume")
+        self.assertNotIn(CHAP_SECRET, self.stdlog.logger.output)
+
+    def test_attach_to_a_stopped_server_then_start_it(self):
+        server = self._create_server(image_uuid=self.image, networks="none")
+        server = self._stop_server(server)
+        volume_id, _ = self.volume()
+        self._attach_volume(server, volume_id)
+        [vbd] = self.volume_vbds(server)
+        self.assertFalse(vbd["currently_attached"])
+        self._start_server(server)
+        [vbd] = self.volume_vbds(server)
+        self.assertTrue(vbd["currently_attached"], "the volume did not come up with the VM")
+        # a snapshot is the root disk's image; the volume is Cinder's and is not copied
+        snap = self.api.post_server_action(server["id"], {"createImage": {"name": "with-vol"}})
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self.assertEqual("active", self.glance.show(None, snap["image_id"])["status"])
+        [sr] = self.volume_srs()
+        self.assertEqual(1, len(sr["VDIs"]), "the snapshot left a copy of the volume")
+        self.api.delete_server_volume(server["id"], volume_id)
+        self._wait_for_volume_detach(server["id"], volume_id)
+        self.assertNoVolumeStorage()
+        self._delete_server(server)
+        self.assertHostClean()
+
+    def test_attaches_that_fail_leave_the_server_as_it_was_and_nothing_behind(self):
+        server = self._create_server(image_uuid=self.image, networks="none")
+        rbd = str(uuid.uuid4())
+        self.cinder.VOLUME_CONNECTION_INFO[rbd] = {"driver_volume_type": "rbd",
+                                                   "data": {"name": "volumes/v1"}}
+        cases = [
+            (self.volume(target_portal="127.0.0.1:1")[0], "SR_BACKEND_FAILURE_141"),  # target down
+            (self.volume(auth_password="wrong-chap-secret")[0], "SR_BACKEND_FAILURE_68"),
+            (self.volume(target_lun=7)[0], "LUN 7"),  # not on the target
+            (rbd, "Could not find a handler for rbd volume"),
+        ]
+        for volume_id, why in cases:
+            # the functional stack casts as calls, so the compute's failure reaches the API caller
+            self.assertRaises(client.OpenStackApiException, self.api.post_server_volume,
+                              server["id"], {"volumeAttachment": {"volumeId": volume_id}})
+            self.wait_for_no_attachments(server)
+            self.assertEqual("ACTIVE", self.api.get_server(server["id"])["status"])
+            self.assertEqual([], self.volume_vbds(server))
+            self.assertNoVolumeStorage()
+            self.assertIn(why, self.stdlog.logger.output)
+        for secret in (CHAP_SECRET, "wrong-chap-secret"):
+            self.assertNotIn(secret, self.stdlog.logger.output)
+        self._delete_server(server)
+        self.assertHostClean()
