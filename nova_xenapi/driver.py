@@ -270,11 +270,8 @@ class XenAPIDriver(driver.ComputeDriver):
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
               admin_password: Any, allocations: Any, network_info: Any = None,
               block_device_info: Any = None, power_on: bool = True, accel_info: Any = None) -> None:
-        if block_device_info and block_device_info.get("block_device_mapping"):
-            raise exception.InvalidBDMFormat(
-                details="volumes are not supported by nova-xenapi yet")
         spawn.spawn(self.host, context, instance, image_meta, injected_files, admin_password,
-                    network_info, power_on)
+                    network_info, power_on, block_device_info)
 
     def destroy(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
                 destroy_disks: bool = True, destroy_secrets: bool = True) -> None:
@@ -303,6 +300,25 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def default_root_device_name(self, instance: Any, image_meta: Any, root_bdm: Any) -> str:
         return "/dev/xvda"
+
+    def default_device_names_for_instance(self, instance: Any, root_device_name: str,
+                                          *block_device_lists: Any) -> None:
+        """Names where spawn puts the disks: swap xvdb, ephemeral xvdc, the config drive's xvdd
+        kept free, volumes from xvde on (unless Nova's caller named them)."""
+        from nova.block_device import new_format_is_ephemeral, new_format_is_swap
+        bdms = [b for lst in block_device_lists for b in lst]
+        names = [b.device_name for b in bdms if b.device_name] + [root_device_name]
+        for bdm in bdms:
+            if bdm.device_name:
+                continue
+            if new_format_is_swap(bdm):
+                bdm.device_name = volumes.device_name(int(spawn.disks.SWAP))
+            elif new_format_is_ephemeral(bdm):
+                bdm.device_name = volumes.device_name(int(spawn.disks.EPHEMERAL))
+            else:
+                bdm.device_name = volumes.next_device_name(self.session, None, names, first=4)
+            names.append(bdm.device_name)
+            bdm.save()
 
     def get_device_name_for_instance(self, instance: Any, bdms: Any, block_device_obj: Any) -> str:
         """Free on the VM too: swap, ephemeral and config drive hold userdevices 1-3 that Nova

@@ -22,7 +22,15 @@ from nova_xenapi import vif_events, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
-from nova_xenapi.storage import blank_disks, disks, image_cache, images, kernels, root_partition
+from nova_xenapi.storage import (
+    blank_disks,
+    disks,
+    image_cache,
+    images,
+    kernels,
+    root_partition,
+    volumes,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -129,25 +137,60 @@ def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, i
 
 
 def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_files: Any,
-          admin_password: str | None, network_info: Any, power_on: bool = True) -> str:
-    """Make and start the VM of ``instance``; return its ref."""
+          admin_password: str | None, network_info: Any, power_on: bool = True,
+          block_device_info: dict | None = None) -> str:
+    """Make and start the VM of ``instance``; return its ref.  Its root disk is the image's,
+    or with a root volume (boot from volume) that volume's LUN; other volumes in
+    ``block_device_info`` are attached at their devices."""
     session = host.session
-    if not image_meta.obj_attr_is_set("id") or not image_meta.id:
-        raise exception.InvalidBDMFormat(details="boot from volume is not supported by nova-xenapi yet")
-    images.check_bootable(image_meta)
+    mappings = list((block_device_info or {}).get("block_device_mapping") or [])
+    root_volume = next((m for m in mappings if _is_root(m, block_device_info)), None)
+    if root_volume is None:
+        if not image_meta.obj_attr_is_set("id") or not image_meta.id:
+            raise exception.InvalidBDMFormat(details="no image and no root volume to boot from")
+        images.check_bootable(image_meta)
     if vm.lookup(session, instance.name):
         raise exception.InstanceExists(name=instance.name)
-    if image_meta.disk_format == "ami" and not instance.kernel_id:
+    if _disk_format(image_meta) == "ami" and not instance.kernel_id:
         raise exception.ImageUnacceptable(image_id=image_meta.id,
                                           reason="an AMI image needs a kernel_id property")
-    root_size = images.root_disk_size(instance, image_meta)
     sr = disks.find_sr(session, host.sr_filter)
-    host.handler.check_sr(session, sr)
+    if root_volume is None:
+        host.handler.check_sr(session, sr)
     check_auto_disk_config(host, instance)
     with Rollback() as rb:
-        root = _root_disk(host, rb, context, sr, instance, image_meta, root_size)
+        attached = []
+        for mapping in mappings:  # connected first, so a rollback forgets them after the VM
+            vdi = _connect_volume(session, rb, mapping)
+            device = disks.ROOT if mapping is root_volume else volumes.device_number(
+                mapping["mount_device"])
+            attached.append((device, vdi))
+        if root_volume is None:
+            root = _root_disk(host, rb, context, sr, instance, image_meta,
+                              images.root_disk_size(instance, image_meta))
+        else:
+            root = dict(attached).pop(disks.ROOT)
         return build(host, rb, context, instance, image_meta, sr, root, network_info,
-                     injected_files, admin_password, power_on)
+                     injected_files, admin_password, power_on,
+                     volume_disks=[(d, v) for d, v in attached if d != disks.ROOT],
+                     root_is_volume=root_volume is not None)
+
+
+def _is_root(mapping: Any, block_device_info: dict | None) -> bool:
+    root_name = (block_device_info or {}).get("root_device_name")
+    return mapping.get("boot_index") == 0 or (
+        root_name is not None and mapping.get("mount_device") == root_name)
+
+
+def _connect_volume(session: XenAPISession, rb: Rollback, mapping: Any) -> str:
+    volume = volumes.IscsiVolume.from_connection_info(mapping["connection_info"])
+    _, vdi = volumes.connect(session, volume)
+    rb.add(f"volume {volume.volume_id}'s SR", volumes.release, session, volume)
+    return vdi
+
+
+def _disk_format(image_meta: Any) -> str | None:
+    return image_meta.disk_format if image_meta.obj_attr_is_set("disk_format") else None
 
 
 def check_auto_disk_config(host: Host, instance: Any) -> None:
@@ -159,16 +202,17 @@ def check_auto_disk_config(host: Host, instance: Any) -> None:
 def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any, sr: str,
           root: str, network_info: Any, injected_files: Any = None,
           admin_password: str | None = None, power_on: bool = True,
-          ephemeral: str | None = None) -> str:
+          ephemeral: str | None = None, volume_disks: list[tuple[str, str]] = (),
+          root_is_volume: bool = False) -> str:
     """The VM of ``instance`` around its root VDI (already as big as the flavor): the root
     partition grown (auto_disk_config), swap, the ephemeral disk (``ephemeral``, or a new one),
     the config drive, VIFs; started if ``power_on``.  Each step's undo goes on ``rb``."""
     session = host.session
     flavor = instance.flavor
     props = image_props(image_meta)
-    ami = image_meta.disk_format == "ami"
+    ami = _disk_format(image_meta) == "ami"
     mode = "pv" if ami else vm.boot_mode({**props, "vm_mode": instance.vm_mode})
-    if instance.auto_disk_config and flavor.root_gb:
+    if instance.auto_disk_config and flavor.root_gb and not root_is_volume:
         root_partition.grow(session, root, instance.name, host.unplug_retries)
     os_type = props.get("os_type") or instance.os_type or host.default_os_type
     disk_list = [(disks.ROOT, root, True, False)]
@@ -186,6 +230,7 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
     if configdrive.required_by(instance):
         cd = _config_drive(host, rb, sr, instance, injected_files, admin_password, network_info)
         disk_list.append((disks.CONFIG_DRIVE, cd, False, True))
+    disk_list += [(device, vdi, False, False) for device, vdi in volume_disks]
     record = vm.build_record(
         instance, instance.name, mode,
         secure_boot=props.get("os_secure_boot") == "required",

@@ -209,13 +209,15 @@ def device_name(userdevice: int) -> str:
     return f"/dev/xvd{letters}"
 
 
-def next_device_name(session: XenAPISession, vm_ref: str | None, names: list[str]) -> str:
-    """The first device free both on the VM (its VBDs) and among Nova's mappings."""
+def next_device_name(session: XenAPISession, vm_ref: str | None, names: list[str],
+                     first: int = 1) -> str:
+    """The first device from ``first`` on, free both on the VM (its VBDs) and among Nova's
+    mappings."""
     taken = {int(device_number(n)) for n in names if n}
     if vm_ref is not None:
         taken |= {int(session.call_xenapi("VBD.get_userdevice", v))
                   for v in session.call_xenapi("VM.get_VBDs", vm_ref)}
-    n = 1
+    n = first
     while n in taken:
         n += 1
     return device_name(n)

@@ -153,6 +153,44 @@ class VolumeTest(base.XenAPIFunctionalBase):
         self.assertTrue(self.same(kept, second_file.read_bytes()[:MIB]), "delete touched the volume")
         self.assertNotIn(CHAP_SECRET, self.stdlog.logger.output)
 
+    def test_boot_from_volume_with_a_second_volume_and_an_ephemeral_disk(self):
+        root_id, root_file = self.volume(size=32 * MIB)
+        with open(root_file, "r+b") as f:
+            f.write(b"bootable-volume" * 1000)
+        data_id, _ = self.volume()
+        flavor = self.api.post_flavor({"flavor": {"name": "bfv.eph", "ram": 256, "vcpus": 1,
+                                                  "disk": 0, "OS-FLV-EXT-DATA:ephemeral": 1}})
+        body = {"server": {"name": "bfv", "flavorRef": flavor["id"], "networks": "none",
+                           "block_device_mapping_v2": [
+                               {"boot_index": 0, "uuid": root_id, "source_type": "volume",
+                                "destination_type": "volume"},
+                               {"boot_index": -1, "uuid": data_id, "source_type": "volume",
+                                "destination_type": "volume"},
+                               {"boot_index": -1, "source_type": "blank",
+                                "destination_type": "local", "guest_format": "ext4",
+                                "volume_size": 1}]}}
+        server = self._wait_for_state_change(self.api.post_server(body), "ACTIVE")
+        rec = self.vm_of(server)
+        self.assertEqual("Running", rec["power_state"])
+        by_device = {}
+        for vbd in rec["VBDs"]:
+            r = self.api_x.VBD.get_record(vbd)
+            by_device[r["userdevice"]] = (r, self.api_x.VDI.get_record(r["VDI"]))
+        vbd0, root_vdi = by_device["0"]
+        self.assertTrue(vbd0["bootable"])
+        self.assertEqual("iscsi", self.api_x.SR.get_type(root_vdi["SR"]), "the root is not the volume")
+        self.assertTrue(self.same(b"bootable-volume" * 1000,
+                                  self.read_vdi(vbd0["VDI"], 15000)), "not the volume's bytes")
+        self.assertEqual("ephemeral", by_device["2"][1]["other_config"].get("nova_disk_type"))
+        self.assertEqual(2, len(self.volume_vbds(server)))
+        self.assertEqual(2, len(self.volume_srs()))
+        self._delete_server(server)
+        self.assertNoVolumeStorage()
+        self.assertHostClean()
+        with open(root_file, "rb") as f:
+            self.assertTrue(self.same(b"bootable-volume" * 1000, f.read(15000)),
+                            "delete touched the root volume")
+
     def test_attach_to_a_stopped_server_then_start_it(self):
         server = self._create_server(image_uuid=self.image, networks="none")
         server = self._stop_server(server)
@@ -197,5 +235,17 @@ class VolumeTest(base.XenAPIFunctionalBase):
             self.assertIn(why, self.stdlog.logger.output)
         for secret in (CHAP_SECRET, "wrong-chap-secret"):
             self.assertNotIn(secret, self.stdlog.logger.output)
+
+        # a detach that fails halfway (the host refuses PBD.unplug once) can be run again
+        volume_id, _ = self.volume()
+        self._attach_volume(server, volume_id)
+        self.sim.faults.add("PBD.unplug", "error", error=["INTERNAL_ERROR", "injected"], count=1)
+        self.assertRaises(client.OpenStackApiException, self.api.delete_server_volume,
+                          server["id"], volume_id)
+        self.assertEqual([], self.volume_vbds(server))  # the guest let go of it already
+        self.assertEqual(1, len(self.volume_srs()))
+        self.api.delete_server_volume(server["id"], volume_id)
+        self._wait_for_volume_detach(server["id"], volume_id)
+        self.assertNoVolumeStorage()
         self._delete_server(server)
         self.assertHostClean()
