@@ -343,7 +343,7 @@ class XenAPIDriver(driver.ComputeDriver):
                          allocations: Any, block_device_info: Any = None,
                          power_on: bool = True, share_info: Any = None) -> None:
         migration.finish_migration(self.host, context, instance, image_meta, disk_info,
-                                   network_info, power_on)
+                                   network_info, power_on, block_device_info)
 
     def confirm_migration(self, context: Any, migration_: Any, instance: Any,
                           network_info: Any) -> None:
@@ -352,7 +352,7 @@ class XenAPIDriver(driver.ComputeDriver):
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any,
                                 migration_: Any, block_device_info: Any = None,
                                 power_on: bool = True, share_info: Any = None) -> None:
-        migration.finish_revert_migration(self.host, instance, power_on)
+        migration.finish_revert_migration(self.host, instance, power_on, block_device_info)
 
     def reboot(self, context: Any, instance: Any, network_info: Any, reboot_type: str,
                block_device_info: Any = None, bad_volumes_callback: Any = None,

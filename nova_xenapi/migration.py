@@ -26,7 +26,7 @@ from nova_xenapi.dom0 import FILE_SR_TYPES
 from nova_xenapi.errors import XenAPIError
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.spawn import Host
-from nova_xenapi.storage import disks, kernels
+from nova_xenapi.storage import disks, kernels, volumes
 
 LOG = logging.getLogger(__name__)
 
@@ -77,19 +77,18 @@ def _remove_staged(session: Any, instance_uuid: str) -> None:
 def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: int,
                                ssh_port: int, block_device_info: dict | None = None) -> str:
     """On the source: stop the VM, set it aside as ``-orig``, stage its disks; the disk info."""
-    if (block_device_info or {}).get("block_device_mapping"):
-        # a volume's VBD would be taken for one of the server's own disks and copied
-        raise _refuse(instance, "resize and cold migration of a server with volumes attached "
-                                "are not supported yet: detach them first")
     session = host.session
     vm_ref = vm.find(session, instance)
-    found = dict(vm.disk_vdis(session, vm_ref))
+    # the server's own disks travel; its volumes are Cinder's and are attached again there
+    found = {dev: vdi for dev, vdi in vm.disk_vdis(session, vm_ref)
+             if not volumes.is_volume(session, vdi)}
     if disks.ROOT not in found:
         raise _refuse(instance, "the server has no root disk to move")
     _check_no_shrink(session, instance, flavor, found)
     sr_uuid = _file_sr(session, session.call_xenapi("VDI.get_SR", found[disks.ROOT]), instance)
     try:
-        return _stop_and_stage(host, instance, flavor, timeout, ssh_port, vm_ref, found, sr_uuid)
+        return _stop_and_stage(host, instance, flavor, timeout, ssh_port, vm_ref, found, sr_uuid,
+                               block_device_info)
     except exception.InstanceFaultRollback:
         raise
     except Exception as exc:
@@ -98,11 +97,15 @@ def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: 
 
 
 def _stop_and_stage(host: Host, instance: Any, flavor: Any, timeout: int, ssh_port: int,
-                    vm_ref: str, found: dict[str, str], sr_uuid: str) -> str:
+                    vm_ref: str, found: dict[str, str], sr_uuid: str,
+                    block_device_info: dict | None) -> str:
     session = host.session
     with Rollback() as rb:
         if vm.power_off(session, vm_ref, timeout):
             rb.add("power", vm.start, session, vm_ref, host.running_timeout)
+        if volumes.mappings(block_device_info):  # off the source, as libvirt disconnects them
+            volumes.detach_all(session, vm_ref, block_device_info, host.unplug_retries)
+            rb.add("volumes", volumes.attach_all, session, vm_ref, block_device_info)
         _rename(session, vm_ref, instance.name + ORIG_SUFFIX, instance.uuid, orig=True)
         rb.add("name", _rename, session, vm_ref, instance.name, instance.uuid, False)
         rb.add("staged disks", _remove_staged, session, instance.uuid)
@@ -143,7 +146,7 @@ def _grow(session: Any, vdi: str, gib: int) -> None:
 
 
 def finish_migration(host: Host, context: Any, instance: Any, image_meta: Any, disk_info: str,
-                     network_info: Any, power_on: bool) -> str:
+                     network_info: Any, power_on: bool, block_device_info: dict | None = None) -> str:
     """On the destination: fetch the staged disks, grow them to the flavor, build the VM."""
     session = host.session
     try:
@@ -168,8 +171,10 @@ def finish_migration(host: Host, context: Any, instance: Any, image_meta: Any, d
         _grow(session, got["root"], flavor.root_gb)
         if "ephemeral0" in got:
             _grow(session, got["ephemeral0"], flavor.ephemeral_gb)
+        attached = spawn.connect_volumes(session, rb, volumes.mappings(block_device_info))
         return spawn.build(host, rb, context, instance, image_meta, sr, got["root"],
-                           network_info, power_on=power_on, ephemeral=got.get("ephemeral0"))
+                           network_info, power_on=power_on, ephemeral=got.get("ephemeral0"),
+                           volume_disks=attached)
 
 
 def confirm_migration(host: Host, instance: Any) -> None:
@@ -187,13 +192,16 @@ def confirm_migration(host: Host, instance: Any) -> None:
     _remove_staged(session, instance.uuid)
 
 
-def finish_revert_migration(host: Host, instance: Any, power_on: bool) -> None:
-    """On the source: the migration is undone; the ``-orig`` VM becomes the instance again."""
+def finish_revert_migration(host: Host, instance: Any, power_on: bool,
+                            block_device_info: dict | None = None) -> None:
+    """On the source: the migration is undone; the ``-orig`` VM becomes the instance again,
+    with its volumes attached again."""
     session = host.session
     orig = vm.lookup(session, instance.name + ORIG_SUFFIX)
     if orig is not None:
         _rename(session, orig, instance.name, instance.uuid, orig=False)
     _remove_staged(session, instance.uuid)
     vm_ref = vm.find(session, instance)
+    volumes.attach_all(session, vm_ref, block_device_info)
     if power_on and vm.get_state(session, vm_ref) == "Halted":
         vm.start(session, vm_ref, host.running_timeout)

@@ -159,12 +159,8 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
         host.handler.check_sr(session, sr)
     check_auto_disk_config(host, instance)
     with Rollback() as rb:
-        attached = []
-        for mapping in mappings:  # connected first, so a rollback forgets them after the VM
-            vdi = _connect_volume(session, rb, mapping)
-            device = disks.ROOT if mapping is root_volume else volumes.device_number(
-                mapping["mount_device"])
-            attached.append((device, vdi))
+        # connected first, so a rollback forgets them after the VM
+        attached = connect_volumes(session, rb, mappings, root_volume)
         if root_volume is None:
             root = _root_disk(host, rb, context, sr, instance, image_meta,
                               images.root_disk_size(instance, image_meta))
@@ -182,11 +178,18 @@ def _is_root(mapping: Any, block_device_info: dict | None) -> bool:
         root_name is not None and mapping.get("mount_device") == root_name)
 
 
-def _connect_volume(session: XenAPISession, rb: Rollback, mapping: Any) -> str:
-    volume = volumes.IscsiVolume.from_connection_info(mapping["connection_info"])
-    _, vdi = volumes.connect(session, volume)
-    rb.add(f"volume {volume.volume_id}'s SR", volumes.release, session, volume)
-    return vdi
+def connect_volumes(session: XenAPISession, rb: Rollback, mappings: list, root: Any = None
+                    ) -> list[tuple[str, str]]:
+    """(userdevice, VDI) of each volume mapping, its SR connected here (released again by
+    ``rb``); ``root`` is the boot volume, disk 0."""
+    out = []
+    for mapping in mappings:
+        volume = volumes.IscsiVolume.from_connection_info(mapping["connection_info"])
+        _, vdi = volumes.connect(session, volume)
+        rb.add(f"volume {volume.volume_id}'s SR", volumes.release, session, volume)
+        device = disks.ROOT if mapping is root else volumes.device_number(mapping["mount_device"])
+        out.append((device, vdi))
+    return out
 
 
 def _disk_format(image_meta: Any) -> str | None:

@@ -161,6 +161,17 @@ def _lun_vdi(session: XenAPISession, sr: str, volume: IscsiVolume) -> str:
                                         f"{volume.iqn} is not on the target")
 
 
+def is_volume(session: XenAPISession, vdi: str) -> bool:
+    """Whether a VDI is a Cinder volume's (its SR is one this module introduced)."""
+    sr = session.call_xenapi("VDI.get_SR", vdi)
+    return session.call_xenapi("SR.get_other_config", sr).get(SR_MARK) == "true"
+
+
+def mappings(block_device_info: dict | None) -> list[dict]:
+    """The volume mappings of Nova's block_device_info."""
+    return list((block_device_info or {}).get("block_device_mapping") or [])
+
+
 def in_use(session: XenAPISession, sr: str) -> bool:
     """Whether any VDI of the SR still has a VBD."""
     return any(session.call_xenapi("VDI.get_VBDs", vdi) for vdi in session.call_xenapi("SR.get_VDIs", sr))
@@ -304,9 +315,25 @@ def extend(session: XenAPISession, connection_info: dict, requested_size: int) -
     return size
 
 
+def detach_all(session: XenAPISession, vm_ref: str, block_device_info: dict | None,
+               unplug_retries: int = 10) -> None:
+    """Every volume of ``block_device_info`` off the VM (a resize's source)."""
+    for bdm in mappings(block_device_info):
+        detach(session, vm_ref, IscsiVolume.from_connection_info(bdm["connection_info"]),
+               unplug_retries)
+
+
+def attach_all(session: XenAPISession, vm_ref: str, block_device_info: dict | None) -> None:
+    """Every volume of ``block_device_info`` on the VM at its device (a reverted resize)."""
+    for bdm in mappings(block_device_info):
+        volume = IscsiVolume.from_connection_info(bdm["connection_info"])
+        if find_vbd(session, vm_ref, volume.sr_uuid, volume.lun) is None:
+            attach_to(session, vm_ref, bdm["connection_info"], bdm["mount_device"])
+
+
 def release_all(session: XenAPISession, block_device_info: dict | None) -> None:
     """After the VM went: the SRs of its volumes, if no other VM uses them."""
-    for bdm in (block_device_info or {}).get("block_device_mapping") or []:
+    for bdm in mappings(block_device_info):
         info = bdm.get("connection_info") or {}
         if info.get("driver_volume_type") == "iscsi":
             release(session, IscsiVolume.from_connection_info(info))

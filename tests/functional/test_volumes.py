@@ -28,7 +28,7 @@ CHAP_USER = "nova-chap"
 CHAP_SECRET = "volume-chap-secret-2718"
 
 
-class VolumeTest(base.XenAPIFunctionalBase):
+class _VolumeBase(base.XenAPIFunctionalBase):
 
     def setUp(self):
         super().setUp()
@@ -94,7 +94,10 @@ class VolumeTest(base.XenAPIFunctionalBase):
         """Compared by digest: a failure must not print megabytes."""
         return hashlib.sha256(a).digest() == hashlib.sha256(b).digest()
 
-    # ---------------------------------------------------------------- tests
+
+
+class VolumeTest(_VolumeBase):
+
     def test_attach_write_extend_detach_and_delete_with_a_volume_attached(self):
         server = self._create_server(image_uuid=self.image, networks="none")
         first, first_file = self.volume()
@@ -249,3 +252,49 @@ class VolumeTest(base.XenAPIFunctionalBase):
         self.assertNoVolumeStorage()
         self._delete_server(server)
         self.assertHostClean()
+
+
+class VolumeResizeTest(_VolumeBase):
+    """A resize (to the same host here) moves the server's own disks; its volume is detached
+    from the source VM and attached to the new one, and back again on a revert."""
+
+    DOM0_SSH = True
+
+    def test_resize_confirm_and_revert_keep_the_volume(self):
+        self.flags(allow_resize_to_same_host=True)
+        small = self._create_flavor(memory_mb=256, vcpu=1, disk=1, name="small")
+        big = self._create_flavor(memory_mb=512, vcpu=1, disk=2, name="big")
+        bigger = self._create_flavor(memory_mb=768, vcpu=1, disk=3, name="bigger")
+        server = self._create_server(image_uuid=self.image, flavor_id=small, networks="none")
+        volume_id, lun_file = self.volume()
+        self._attach_volume(server, volume_id)
+        [vbd] = self.volume_vbds(server)
+        data = os.urandom(MIB)
+        self.write_through_xapi(vbd["VDI"], data)
+
+        self.api.post_server_action(server["id"], {"resize": {"flavorRef": big}})
+        server = self._wait_for_state_change(server, "VERIFY_RESIZE")
+        [vbd] = self.volume_vbds(server)  # on the new VM, plugged, at the same device
+        self.assertTrue(vbd["currently_attached"])
+        self.assertEqual("1", vbd["userdevice"])
+        self.assertEqual(1, len(self.volume_srs()))
+        orig = self.api_x.VM.get_by_name_label(self.vm_of(server)["name_label"] + "-orig")
+        self.assertEqual(1, len(orig))
+        self.assertEqual([], [v for v in self.api_x.VM.get_VBDs(orig[0])
+                              if self.api_x.VBD.get_VDI(v) == vbd["VDI"]], "still on the source VM")
+        self.api.post_server_action(server["id"], {"confirmResize": None})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual(1, len(self.volume_vbds(server)))
+        self.assertTrue(self.same(data, self.read_vdi(self.volume_vbds(server)[0]["VDI"], MIB)))
+
+        self.api.post_server_action(server["id"], {"resize": {"flavorRef": bigger}})
+        server = self._wait_for_state_change(server, "VERIFY_RESIZE")
+        self.api.post_server_action(server["id"], {"revertResize": None})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        [vbd] = self.volume_vbds(server)  # back on the original VM
+        self.assertTrue(vbd["currently_attached"])
+        self.assertEqual(1, len(self.volume_srs()))
+        self._delete_server(server)
+        self.assertNoVolumeStorage()
+        self.assertHostClean()
+        self.assertTrue(self.same(data, lun_file.read_bytes()[:MIB]), "the resizes touched the volume")
