@@ -213,6 +213,16 @@ class VolumeTest(_VolumeBase):
         self.api.delete_server_volume(server["id"], volume_id)
         self._wait_for_volume_detach(server["id"], volume_id)
         self.assertNoVolumeStorage()
+
+        # the array takes the LUN away while it is attached: the detach still cleans up
+        volume_id, _ = self.volume()
+        self._attach_volume(server, volume_id)
+        self.target.remove_lun(self.cinder.VOLUME_CONNECTION_INFO[volume_id]["data"]["target_iqn"], 1)
+        self.api.delete_server_volume(server["id"], volume_id)
+        self._wait_for_volume_detach(server["id"], volume_id)
+        self.assertEqual([], self.volume_vbds(server))
+        self.assertNoVolumeStorage()
+        self.assertEqual("ACTIVE", self.api.get_server(server["id"])["status"])
         self._delete_server(server)
         self.assertHostClean()
 
