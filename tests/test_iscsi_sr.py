@@ -52,6 +52,14 @@ def introduce(x, tgt, **over) -> tuple[str, str]:
     return sr, pbd
 
 
+def plugged(x, tgt) -> str:
+    """An introduced, plugged and scanned SR of the target."""
+    sr, pbd = introduce(x, tgt)
+    x.PBD.plug(pbd)
+    x.SR.scan(sr)
+    return sr
+
+
 def test_introduce_plug_scan_gives_a_vdi_per_lun_as_sm_does(rig):
     sim, s, target, _ = rig
     x = s.xenapi
@@ -80,9 +88,7 @@ def test_introduce_plug_scan_gives_a_vdi_per_lun_as_sm_does(rig):
 def test_bytes_written_through_xapi_are_on_the_lun_and_back(rig):
     sim, s, target, files = rig
     x = s.xenapi
-    sr, pbd = introduce(x, target)
-    x.PBD.plug(pbd)
-    x.SR.scan(sr)
+    sr = plugged(x, target)
     vdi = next(v for v in x.SR.get_VDIs(sr) if x.VDI.get_sm_config(v)["LUNid"] == "1")
     data = os.urandom(3 * MIB)
     task = x.task.create("import", "")  # xapi answers first, then writes: the task says when
@@ -161,9 +167,7 @@ def test_unplug_refuses_a_vdi_in_use_and_forget_refuses_a_plugged_pbd(rig):
 def test_a_grown_lun_is_a_bigger_vdi_after_a_rescan_and_resize_is_not_offered(rig):
     sim, s, target, _ = rig
     x = s.xenapi
-    sr, pbd = introduce(x, target)
-    x.PBD.plug(pbd)
-    x.SR.scan(sr)
+    sr = plugged(x, target)
     vdi = next(v for v in x.SR.get_VDIs(sr) if x.VDI.get_sm_config(v)["LUNid"] == "2")
     with pytest.raises(XenAPI.Failure) as e:
         x.VDI.resize(vdi, str(48 * MIB))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,13 +26,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from nova_xenapi.testing import rig
+
 START_TIMEOUT = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _paste_ini() -> Path:
@@ -50,7 +45,7 @@ class GlanceServer:
     def __init__(self, workdir: Path, tls: tuple[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.tls = tls  # (certificate file, key file)
-        self.port = _free_port()
+        self.port = rig.free_port()
         self.proc: subprocess.Popen | None = None
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
@@ -117,13 +112,7 @@ enforce_scope = false
         raise RuntimeError(f"glance-api did not answer on {self.url} in {START_TIMEOUT:.0f}s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        rig.stop(self.proc)
 
     def __enter__(self) -> GlanceServer:
         return self.start()

@@ -18,17 +18,13 @@ import subprocess
 import time
 from pathlib import Path
 
-ADDRESS = "127.0.0.1"
+from nova_xenapi.testing import rig
+
+ADDRESS = rig.ADDRESS
 
 
 class TargetMissing(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((ADDRESS, 0))
-        return s.getsockname()[1]
 
 
 class IscsiTarget:
@@ -40,7 +36,7 @@ class IscsiTarget:
                 raise TargetMissing(f"{tool} not found: scripts/setup-env installs Debian's tgt")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = rig.free_port()
         self.control = 1000 + self.port % 30000  # tgtd -C (at most 32767): its own control socket
         self.proc: subprocess.Popen | None = None
         self._tids: dict[str, int] = {}
@@ -125,12 +121,7 @@ class IscsiTarget:
                 self.tgtadm("--op", "delete", "--mode", "system", "--force")
             except (RuntimeError, subprocess.TimeoutExpired):
                 pass
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        rig.stop(self.proc)
         self.proc = None
 
     def __enter__(self) -> IscsiTarget:
