@@ -5,8 +5,10 @@ Each ``IscsiTarget`` runs its own ``tgtd`` (``-f``, its own control port
 ``-C N`` and portal), configured with ``tgtadm``, and stops it by pid.  It
 never touches a system tgtd.  tgtd keeps its control socket at
 ``/var/run/tgtd/socket.N``, a path compiled into tgt, and that is the one
-file outside the state directory.  tgtd ignores SIGTERM while targets exist,
-so ``stop`` deletes them first (tgt's own ``--op delete --mode system``).
+file outside the state directory.  tgtd ignores SIGTERM, so ``stop`` uses
+tgt's own shutdown (each target deleted, ``--op update --mode sys --name
+State -v offline``, then ``--op delete --mode system``, which tgt refuses
+while a target exists), and kills it only if that fails.
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ class IscsiTarget:
     def _bin(self, name: str) -> str:
         return shutil.which(name) or f"/usr/sbin/{name}"
 
-    def tgtadm(self, *args: str) -> str:
-        r = subprocess.run([self._bin("tgtadm"), "-C", str(self.control), "--lld", "iscsi", *args],
+    def tgtadm(self, *args: str, lld: bool = True) -> str:
+        lld_args = ["--lld", "iscsi"] if lld else []
+        r = subprocess.run([self._bin("tgtadm"), "-C", str(self.control), *lld_args, *args],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise RuntimeError(f"tgtadm {' '.join(a for a in args if a)}: {r.stderr.strip()}")
@@ -117,8 +120,13 @@ class IscsiTarget:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
-                self.tgtadm("--op", "delete", "--mode", "system", "--force")
+            try:  # tgt's own shutdown: no targets, offline, delete the system (tgtd then exits)
+                for tid in self._tids.values():
+                    self.tgtadm("--op", "delete", "--mode", "target", "--tid", str(tid), "--force")
+                self.tgtadm("--op", "update", "--mode", "sys", "--name", "State", "-v", "offline",
+                            lld=False)
+                self.tgtadm("--op", "delete", "--mode", "system", lld=False)
+                self.proc.wait(10)
             except (RuntimeError, subprocess.TimeoutExpired):
                 pass
         rig.stop(self.proc)
