@@ -422,6 +422,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def pre_live_migration(self, context: Any, instance: Any, block_device_info: Any,
                            network_info: Any, disk_info: Any, migrate_data: Any) -> Any:
+        volumes.connect_all(self.session, block_device_info)  # the volumes' SRs plugged here
         return live_migration.prepare_destination(self.session, migrate_data,
                                                   self.host.vifs.integration_network())
 
@@ -440,7 +441,9 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def post_live_migration(self, context: Any, instance: Any, block_device_info: Any,
                             migrate_data: Any = None) -> None:
-        pass  # XAPI has already removed the source's VM (and, for block migration, its disks)
+        # XAPI has moved the VM (and, for block migration, its disks); this host lets go of
+        # the volumes' SRs if nothing here uses them any more
+        volumes.release_all_here(self.session, block_device_info)
 
     def post_live_migration_at_source(self, context: Any, instance: Any, network_info: Any) -> None:
         pass  # the VIFs left the source's switch with the domain
@@ -455,8 +458,8 @@ class XenAPIDriver(driver.ComputeDriver):
                                                migrate_data: Any = None) -> None:
         # A failed or cancelled VM.pool_migrate/migrate_send leaves the VM on the source and
         # removes what it made here; the VM may be in this pool (shared storage), so never
-        # destroy it by name.
-        pass
+        # destroy it by name. What pre_live_migration plugged here for the volumes goes.
+        volumes.release_all_here(self.session, block_device_info)
 
     # ------------------------------------------------------------ networks
     def plug_vifs(self, instance: Any, network_info: Any) -> None:

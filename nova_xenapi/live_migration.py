@@ -42,7 +42,7 @@ from oslo_log import log as logging
 from nova_xenapi import vm
 from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.session import XenAPISession
-from nova_xenapi.storage import disks
+from nova_xenapi.storage import disks, volumes
 
 LOG = logging.getLogger(__name__)
 MARK = "xapi"
@@ -68,7 +68,9 @@ def check_destination(session: XenAPISession, instance: Any, block_migration: bo
     if here is not None and vm.on_host(session.get_record("VM", here) or {}, session.host_ref):
         raise exception.MigrationPreCheckError(
             reason="the instance already runs on this XAPI host")
-    shared = here is not None and vm.disks_seen_from(session, here, session.host_ref)
+    # volumes do not decide it: pre_live_migration plugs their SRs on this host
+    shared = here is not None and vm.disks_seen_from(session, here, session.host_ref,
+                                                     skip_srs_marked=volumes.SR_MARK)
     block = (not shared) if block_migration is None else bool(block_migration)
     if not block and here is None:
         raise exception.MigrationPreCheckError(
@@ -97,9 +99,11 @@ def check_source(session: XenAPISession, instance: Any, data: Any,
     if getattr(data, "image_type", None) != MARK:
         raise exception.MigrationPreCheckError(reason="the destination is not a XenAPI host")
     mappings = (block_device_info or {}).get("block_device_mapping") or []
-    if mappings:
+    if mappings and data.block_migration:
+        # Storage XenMotion copies every VDI it moves; a volume must stay Cinder's LUN
         raise exception.MigrationPreCheckError(
-            reason="live migration of a server with volumes attached is not supported yet")
+            reason="block live migration of a server with volumes attached is not supported: "
+                   "its volumes can move only inside a pool (shared storage)")
     vm_ref = vm.find(session, instance)
     if not data.block_migration:
         dest = session.call_xenapi("host.get_by_uuid", data.target_connect_addr)

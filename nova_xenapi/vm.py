@@ -221,10 +221,15 @@ def disk_vdis(session: XenAPISession, vm_ref: str) -> list[tuple[str, str]]:
     return sorted(out, key=lambda d: int(d[0]) if d[0].isdigit() else 99)
 
 
-def disks_seen_from(session: XenAPISession, vm_ref: str, host_ref: str) -> bool:
-    """Whether every disk of the VM is on an SR plugged into ``host_ref`` (shared storage)."""
+def disks_seen_from(session: XenAPISession, vm_ref: str, host_ref: str,
+                    skip_srs_marked: str | None = None) -> bool:
+    """Whether every disk of the VM is on an SR plugged into ``host_ref`` (shared storage);
+    disks on SRs whose other_config has ``skip_srs_marked`` (volume SRs, which the
+    destination plugs itself before a move) are not counted."""
     for _, vdi in disk_vdis(session, vm_ref):
         sr = session.call_xenapi("VDI.get_SR", vdi)
+        if skip_srs_marked and session.call_xenapi("SR.get_other_config", sr).get(skip_srs_marked):
+            continue
         if host_ref not in {session.call_xenapi("PBD.get_host", p)
                             for p in session.call_xenapi("SR.get_PBDs", sr)}:
             return False

@@ -123,8 +123,9 @@ def _find_or_introduce(session: XenAPISession, volume: IscsiVolume) -> tuple[str
         return sr, False
     LOG.info("Introducing the SR of iSCSI target %s:%s %s for volume %s", volume.address,
              volume.port, volume.iqn, volume.volume_id)
+    # shared: every host of the pool may plug it, so a server can live-migrate with its volumes
     sr = session.call_xenapi("SR.introduce", volume.sr_uuid, f"volumes on {volume.iqn}",
-                             "Cinder volumes (nova-xenapi)", "iscsi", "", False, {})
+                             "Cinder volumes (nova-xenapi)", "iscsi", "", True, {})
     try:
         session.call_xenapi("SR.add_to_other_config", sr, SR_MARK, "true")
         _ensure_plugged(session, sr, volume)
@@ -189,6 +190,52 @@ def release(session: XenAPISession, volume: IscsiVolume) -> None:
             raise
         if not in_use(session, sr):
             _forget(session, sr)
+
+
+def release_here(session: XenAPISession, volume: IscsiVolume) -> None:
+    """This host lets go of the volume's SR (a server moved away with it): its PBD goes if no
+    VM resident here uses the SR, and the SR goes when no host has it plugged and no VBD uses it."""
+    with _sr_lock(volume.sr_uuid):
+        try:
+            sr = session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
+        except XenAPIError as exc:
+            if exc.code == "UUID_INVALID":
+                return
+            raise
+        here = session.host_ref
+        for vdi in session.call_xenapi("SR.get_VDIs", sr):
+            for vbd in session.call_xenapi("VDI.get_VBDs", vdi):
+                vm_ref = session.call_xenapi("VBD.get_VM", vbd)
+                if session.call_xenapi("VM.get_resident_on", vm_ref) == here:
+                    return
+        pbds = session.call_xenapi("SR.get_PBDs", sr)
+        for pbd in pbds:
+            if session.call_xenapi("PBD.get_host", pbd) == here:
+                if session.call_xenapi("PBD.get_currently_attached", pbd):
+                    session.call_xenapi("PBD.unplug", pbd)
+                session.call_xenapi("PBD.destroy", pbd)
+        if not session.call_xenapi("SR.get_PBDs", sr) and not in_use(session, sr):
+            session.call_xenapi("SR.forget", sr)
+
+
+def connect_all(session: XenAPISession, block_device_info: dict | None) -> None:
+    """Every volume of ``block_device_info`` reachable from this host (a live migration's
+    destination); what this call connected is released again if one fails."""
+    done = []
+    try:
+        for bdm in mappings(block_device_info):
+            volume = IscsiVolume.from_connection_info(bdm["connection_info"])
+            connect(session, volume)
+            done.append(volume)
+    except BaseException:
+        for volume in done:
+            release_here(session, volume)
+        raise
+
+
+def release_all_here(session: XenAPISession, block_device_info: dict | None) -> None:
+    for bdm in mappings(block_device_info):
+        release_here(session, IscsiVolume.from_connection_info(bdm["connection_info"]))
 
 
 def _forget(session: XenAPISession, sr: str) -> None:

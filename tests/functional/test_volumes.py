@@ -308,3 +308,48 @@ class VolumeResizeTest(_VolumeBase):
         self.assertNoVolumeStorage()
         self.assertHostClean()
         self.assertTrue(self.same(data, lun_file.read_bytes()[:MIB]), "the resizes touched the volume")
+
+
+class VolumeLiveMigrationTest(_VolumeBase):
+    """Inside a pool (shared storage) a server live-migrates with its volume: the volume's SR
+    is plugged on the destination first, and the source lets go of it after."""
+
+    POOL_HOSTS = 2
+    SHARED_SR = "nfs"
+
+    def setUp(self):
+        super().setUp()
+        self.start_compute("compute2", "127.0.0.2")
+
+    def pbd_hosts(self) -> list[str]:
+        [sr] = self.volume_srs()
+        return sorted(self.api_x.host.get_address(self.api_x.PBD.get_host(p)) for p in sr["PBDs"])
+
+    def test_live_migrate_with_a_volume_there_and_back_then_block_migration_is_refused(self):
+        server = self._create_server(image_uuid=self.image, networks="none", az="nova:compute")
+        volume_id, lun_file = self.volume()
+        self._attach_volume(server, volume_id)
+        self.assertEqual(["127.0.0.1"], self.pbd_hosts())
+        [vbd] = self.volume_vbds(server)
+        data = os.urandom(MIB)
+        self.write_through_xapi(vbd["VDI"], data)
+        for target, address in (("compute2", "127.0.0.2"), ("compute", "127.0.0.1")):
+            self.api.post_server_action(server["id"], {"os-migrateLive": {
+                "host": target, "block_migration": "auto"}})
+            self._wait_for_migration_status(server, ["completed"])
+            server = self._wait_for_state_change(server, "ACTIVE")
+            self.assertEqual(target, server["OS-EXT-SRV-ATTR:host"])
+            [vbd] = self.volume_vbds(server)
+            self.assertTrue(vbd["currently_attached"])
+            self.assertEqual([address], self.pbd_hosts(), "the source kept the volume's PBD")
+        self.assertTrue(self.same(data, self.read_vdi(self.volume_vbds(server)[0]["VDI"], MIB)))
+
+        self.assertRaises(client.OpenStackApiException, self.api.post_server_action, server["id"],
+                          {"os-migrateLive": {"host": "compute2", "block_migration": True}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("compute", server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(["127.0.0.1"], self.pbd_hosts())
+        self._delete_server(server)
+        self.assertNoVolumeStorage()
+        self.assertHostClean()
+        self.assertTrue(self.same(data, lun_file.read_bytes()[:MIB]))
