@@ -112,13 +112,19 @@ def connect(session: XenAPISession, volume: IscsiVolume) -> tuple[str, str]:
             raise
 
 
-def _find_or_introduce(session: XenAPISession, volume: IscsiVolume) -> tuple[str, bool]:
+def _existing_sr(session: XenAPISession, volume: IscsiVolume) -> str | None:
+    """The SR of the volume's target, if the pool has it."""
     try:
-        sr = session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
+        return session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
     except XenAPIError as exc:
-        if exc.code != "UUID_INVALID":
-            raise
-    else:
+        if exc.code == "UUID_INVALID":
+            return None
+        raise
+
+
+def _find_or_introduce(session: XenAPISession, volume: IscsiVolume) -> tuple[str, bool]:
+    sr = _existing_sr(session, volume)
+    if sr is not None:
         _ensure_plugged(session, sr, volume)
         return sr, False
     LOG.info("Introducing the SR of iSCSI target %s:%s %s for volume %s", volume.address,
@@ -182,12 +188,9 @@ def release(session: XenAPISession, volume: IscsiVolume) -> None:
     """Forget the volume's SR if no VDI of it has a VBD any more (another volume of the same
     target may still be attached: then it stays)."""
     with _sr_lock(volume.sr_uuid):
-        try:
-            sr = session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
-        except XenAPIError as exc:
-            if exc.code == "UUID_INVALID":
-                return
-            raise
+        sr = _existing_sr(session, volume)
+        if sr is None:
+            return
         if not in_use(session, sr):
             _forget(session, sr)
 
@@ -196,12 +199,9 @@ def release_here(session: XenAPISession, volume: IscsiVolume) -> None:
     """This host lets go of the volume's SR (a server moved away with it): its PBD goes if no
     VM resident here uses the SR, and the SR goes when no host has it plugged and no VBD uses it."""
     with _sr_lock(volume.sr_uuid):
-        try:
-            sr = session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
-        except XenAPIError as exc:
-            if exc.code == "UUID_INVALID":
-                return
-            raise
+        sr = _existing_sr(session, volume)
+        if sr is None:
+            return
         here = session.host_ref
         for vdi in session.call_xenapi("SR.get_VDIs", sr):
             for vbd in session.call_xenapi("VDI.get_VBDs", vdi):
