@@ -89,19 +89,16 @@ class DiskStore:
     def lun(self, sr_uuid: str, vdi_uuid: str):
         """(Target, LUN id) of a LUN-per-VDI SR's VDI, from an attached PBD and the VDI's
         sm_config; VDIUnavailable (SM's answer) when there is neither."""
-        from .iscsi_sr import Target, sm_error
+        from .iscsi_sr import sm_error, target_of
         store = self.backend.store
         with store.lock:
             sr = store.by_uuid_of("SR", sr_uuid)
-            pbds = [store.get("PBD", p) for p in store.get("SR", sr)["PBDs"]]
-            attached = [p for p in pbds if p["currently_attached"]]
             vdis = store.find("VDI", uuid=vdi_uuid)
             lun = store.get("VDI", vdis[0])["sm_config"].get("LUNid") if vdis else None
-        if not attached:
-            raise sm_error("SRUnavailable")
+        target = target_of(store, sr)
         if lun is None:
             raise sm_error("VDIUnavailable")
-        return Target(dict(attached[0]["device_config"])), int(lun)
+        return target, int(lun)
 
     def path(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> Path:
         if self.is_lun_sr(sr_type):

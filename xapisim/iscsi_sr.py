@@ -147,8 +147,8 @@ class Target:
                                            self.scrub(r.stderr))
 
     # -- what PBD.plug does (BaseISCSI.attach) -----------------------------
-    def attach(self) -> list[Lun]:
-        """Check the portal, discovery and login as SM's attach does; the target's LUNs."""
+    def attach(self) -> None:
+        """Check the portal, discovery and login as SM's attach does (and the SCSIid's LUN)."""
         try:
             socket.create_connection((self.address, self.port), timeout=5).close()
         except OSError:
@@ -157,21 +157,21 @@ class Target:
         offered = re.findall(r"^Target:(\S+) Portal:", found.stdout, re.M)
         if self.iqn not in offered:
             raise sm_error("ISCSIDiscovery", "check target settings")
-        luns = self.luns()
-        if self.scsi_id and not any(lun.scsi_id == self.scsi_id for lun in luns):
+        lun_ids = self._login()
+        if self.scsi_id and not any(self._scsi_id(n) == self.scsi_id for n in lun_ids):
             raise sm_error("ConfigSCSIid")
-        return luns
 
-    def luns(self) -> list[Lun]:
-        """The target's disk LUNs after logging in (ISCSILogin if the login is refused)."""
+    def _login(self) -> list[int]:
+        """The target's disk LUN numbers, after logging in (ISCSILogin if it is refused)."""
         listing = self.run(_tool("iscsi-ls"), "-s", self.url())
         if "Failed to log in" in listing.stderr + listing.stdout or listing.returncode != 0:
             raise sm_error("ISCSILogin", listing.stderr.strip().splitlines()[-1][:200]
                            if listing.stderr.strip() else None)
-        out = []
-        for lun_id in re.findall(r"^Lun:(\d+)\s+Type:DIRECT_ACCESS", listing.stdout, re.M):
-            out.append(Lun(int(lun_id), self._size(int(lun_id)), self._scsi_id(int(lun_id))))
-        return out
+        return [int(n) for n in re.findall(r"^Lun:(\d+)\s+Type:DIRECT_ACCESS", listing.stdout, re.M)]
+
+    def luns(self) -> list[Lun]:
+        """The target's disk LUNs with their sizes and SCSIids (what SR.scan reports)."""
+        return [Lun(n, self._size(n), self._scsi_id(n)) for n in self._login()]
 
     def _size(self, lun: int) -> int:
         r = self.run(_tool("iscsi-readcapacity16"), self.url(lun))
@@ -186,6 +186,16 @@ class Target:
         if r.returncode != 0 or not ids:
             raise sm_error("VDIUnavailable", f"LUN {lun} has no device identification")
         return "1" + re.sub(r"\s", "_", ids[0].strip())
+
+
+def target_of(store, sr: str) -> Target:
+    """The target of an SR, from a plugged PBD's device_config (SRUnavailable if none)."""
+    with store.lock:
+        pbds = [store.get("PBD", p) for p in store.get("SR", sr)["PBDs"]]
+        attached = [p for p in pbds if p["currently_attached"]]
+        if not attached:
+            raise sm_error("SRUnavailable")
+        return Target(dict(attached[0]["device_config"]))
 
 
 def run_qemu_img(target: Target, *args: str) -> None:

@@ -13,18 +13,8 @@ drops an unmanaged record is not confirmed.)
 from __future__ import annotations
 
 from ..call import Call
-from ..iscsi_sr import Lun, Target, sm_error
+from ..iscsi_sr import Lun, sm_error, target_of
 from .vdi import sr_info, update_sr_usage, vdi_in_use
-
-
-def _target(call: Call, sr: str) -> Target:
-    store = call.store
-    with store.lock:
-        pbds = [store.get("PBD", p) for p in store.get("SR", sr)["PBDs"]]
-        attached = [p for p in pbds if p["currently_attached"]]
-        if not attached:
-            raise sm_error("SRUnavailable")
-        return Target(dict(attached[0]["device_config"]))
 
 
 def _record(call: Call, sr: str, lun: Lun, extra: dict | None = None) -> str:
@@ -49,7 +39,7 @@ def _record(call: Call, sr: str, lun: Lun, extra: dict | None = None) -> str:
 
 
 def scan(call: Call, sr: str) -> None:
-    luns = _target(call, sr).luns()
+    luns = target_of(call.store, sr).luns()
     for lun in luns:
         _record(call, sr, lun)
     store = call.store
@@ -67,7 +57,7 @@ def introduce(call: Call, sr: str, sm_config: dict, extra: dict) -> str:
     if "LUNid" not in sm_config:
         raise sm_error("VDIUnavailable")
     wanted = str(sm_config["LUNid"])
-    for lun in _target(call, sr).luns():
+    for lun in target_of(call.store, sr).luns():
         if str(lun.lun_id) == wanted:
             ref = _record(call, sr, lun, extra)
             update_sr_usage(call, sr)
