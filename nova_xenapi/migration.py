@@ -7,8 +7,10 @@ it) and stages the VHD chains of its root and ephemeral disks in dom0's
 to the destination, whose dom0 fetches the chains over SFTP, after which
 the destination builds the VM around them, grown to the new flavor.
 Confirming destroys the ``-orig`` VM; reverting renames it back and starts
-it.  Disks never shrink.  Needs VHD files, so a file SR (ext, nfs) on both
-sides, and dom0s that trust each other's root keys.
+it.  Cinder volumes are not staged: they are detached from the ``-orig`` VM,
+attached to the new VM, and attached again on a revert.  Disks never
+shrink.  Needs VHD files, so a file SR (ext, nfs) on both sides, and dom0s
+that trust each other's root keys.
 """
 
 from __future__ import annotations

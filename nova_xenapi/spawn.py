@@ -1,4 +1,5 @@
-"""Building an instance: disks, config drive, VM record, VIFs, power on.
+"""Building an instance: disks (from the image, or a root volume), volumes, config drive,
+VM record, VIFs, power on.
 
 Each step registers its undo before the next one starts, so a failure at
 any point (a bad image, a full SR, a lost connection, a VM that will not
