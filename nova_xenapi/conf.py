@@ -145,10 +145,17 @@ _OPTS = [
     cfg.BoolOpt("disable_agent", default=False, help="Never use the guest agent."),
     cfg.BoolOpt("use_agent_default", default=False,
                 help="Use the agent when the image does not say (xenapi_use_agent_disabled)."),
-    # iSCSI volumes.
-    cfg.HostAddressOpt("target_host", help="iSCSI target host."),
-    cfg.PortOpt("target_port", default=3260, help="iSCSI target port."),
-    cfg.StrOpt("iqn_prefix", default="iqn.2010-10.org.openstack", help="IQN prefix."),
+    # iSCSI volumes: Cinder's connection info names the portal and the IQN, so these old
+    # nova-volume defaults are only accepted, so that old configs still load
+    cfg.HostAddressOpt("target_host", deprecated_for_removal=True,
+                       deprecated_reason="Cinder's connection info gives the target portal",
+                       help="Unused: the iSCSI target comes from Cinder's connection info."),
+    cfg.PortOpt("target_port", default=3260, deprecated_for_removal=True,
+                deprecated_reason="Cinder's connection info gives the target portal",
+                help="Unused: the iSCSI port comes from Cinder's connection info."),
+    cfg.StrOpt("iqn_prefix", default="iqn.2010-10.org.openstack", deprecated_for_removal=True,
+               deprecated_reason="Cinder's connection info gives the target IQN",
+               help="Unused: the target IQN comes from Cinder's connection info."),
     # iPXE.
     cfg.StrOpt("ipxe_network_name", help="Network for iPXE boot ISOs."),
     cfg.StrOpt("ipxe_boot_menu_url", help="URL of the iPXE boot menu."),
