@@ -98,8 +98,7 @@ def check_source(session: XenAPISession, instance: Any, data: Any,
     """On the source: what cannot move yet is refused before anything happens."""
     if getattr(data, "image_type", None) != MARK:
         raise exception.MigrationPreCheckError(reason="the destination is not a XenAPI host")
-    mappings = (block_device_info or {}).get("block_device_mapping") or []
-    if mappings and data.block_migration:
+    if volumes.mappings(block_device_info) and data.block_migration:
         # Storage XenMotion copies every VDI it moves; a volume must stay Cinder's LUN
         raise exception.MigrationPreCheckError(
             reason="block live migration of a server with volumes attached is not supported: "

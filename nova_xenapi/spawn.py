@@ -144,7 +144,7 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     or with a root volume (boot from volume) that volume's LUN; other volumes in
     ``block_device_info`` are attached at their devices."""
     session = host.session
-    mappings = list((block_device_info or {}).get("block_device_mapping") or [])
+    mappings = volumes.mappings(block_device_info)
     root_volume = next((m for m in mappings if _is_root(m, block_device_info)), None)
     if root_volume is None:
         if not image_meta.obj_attr_is_set("id") or not image_meta.id:

@@ -208,12 +208,9 @@ def release_here(session: XenAPISession, volume: IscsiVolume) -> None:
                 vm_ref = session.call_xenapi("VBD.get_VM", vbd)
                 if session.call_xenapi("VM.get_resident_on", vm_ref) == here:
                     return
-        pbds = session.call_xenapi("SR.get_PBDs", sr)
-        for pbd in pbds:
+        for pbd in session.call_xenapi("SR.get_PBDs", sr):
             if session.call_xenapi("PBD.get_host", pbd) == here:
-                if session.call_xenapi("PBD.get_currently_attached", pbd):
-                    session.call_xenapi("PBD.unplug", pbd)
-                session.call_xenapi("PBD.destroy", pbd)
+                _drop_pbd(session, pbd)
         if not session.call_xenapi("SR.get_PBDs", sr) and not in_use(session, sr):
             session.call_xenapi("SR.forget", sr)
 
@@ -238,12 +235,16 @@ def release_all_here(session: XenAPISession, block_device_info: dict | None) -> 
         release_here(session, IscsiVolume.from_connection_info(bdm["connection_info"]))
 
 
+def _drop_pbd(session: XenAPISession, pbd: str) -> None:
+    if session.call_xenapi("PBD.get_currently_attached", pbd):
+        session.call_xenapi("PBD.unplug", pbd)
+    session.call_xenapi("PBD.destroy", pbd)
+
+
 def _forget(session: XenAPISession, sr: str) -> None:
     """Unplug and destroy the SR's PBDs, then forget the SR (the LUNs are not touched)."""
     for pbd in session.call_xenapi("SR.get_PBDs", sr):
-        if session.call_xenapi("PBD.get_currently_attached", pbd):
-            session.call_xenapi("PBD.unplug", pbd)
-        session.call_xenapi("PBD.destroy", pbd)
+        _drop_pbd(session, pbd)
     session.call_xenapi("SR.forget", sr)
 
 
@@ -267,14 +268,17 @@ def device_name(userdevice: int) -> str:
     return f"/dev/xvd{letters}"
 
 
+def _userdevices(session: XenAPISession, vm_ref: str) -> set[str]:
+    return {session.call_xenapi("VBD.get_userdevice", v) for v in session.call_xenapi("VM.get_VBDs", vm_ref)}
+
+
 def next_device_name(session: XenAPISession, vm_ref: str | None, names: list[str],
                      first: int = 1) -> str:
     """The first device from ``first`` on, free both on the VM (its VBDs) and among Nova's
     mappings."""
     taken = {int(device_number(n)) for n in names if n}
     if vm_ref is not None:
-        taken |= {int(session.call_xenapi("VBD.get_userdevice", v))
-                  for v in session.call_xenapi("VM.get_VBDs", vm_ref)}
+        taken |= {int(d) for d in _userdevices(session, vm_ref)}
     n = first
     while n in taken:
         n += 1
@@ -323,8 +327,7 @@ def attach_to(session: XenAPISession, vm_ref: str, connection_info: dict, mountp
     step fails, the SR this call introduced is forgotten again."""
     volume = IscsiVolume.from_connection_info(connection_info)
     userdevice = device_number(mountpoint)
-    taken = {session.call_xenapi("VBD.get_userdevice", v) for v in session.call_xenapi("VM.get_VBDs", vm_ref)}
-    if userdevice in taken:
+    if userdevice in _userdevices(session, vm_ref):
         raise exception.InvalidDevicePath(path=mountpoint)
     _, vdi = connect(session, volume)
     try:
