@@ -142,6 +142,9 @@ class Migrations:
         session = self._session
         try:
             vm_ref = vm.find(session, instance)
+            # read before the task starts: once it runs, a failed read must not end in a
+            # rollback while XAPI goes on moving the VM
+            memory = int(session.call_xenapi("VM.get_memory_static_max", vm_ref))
             if data.block_migration:
                 info = json.loads(data.instance_relative_path)
                 vdi_map = {vdi: info["sr"] for _, vdi in vm.disk_vdis(session, vm_ref)}
@@ -158,7 +161,6 @@ class Migrations:
                                            {"live": "true"})
             with self._lock:
                 self._tasks[instance.uuid] = task
-            memory = int(session.call_xenapi("VM.get_memory_static_max", vm_ref))
             session.follow_task(task, lambda p: _report(data, memory, p))
         except Exception as exc:  # noqa: BLE001 - XAPI decides what happened, not the exception
             cancelled = isinstance(exc, XenAPIError) and exc.code == "TASK_CANCELLED"

@@ -221,6 +221,52 @@ class BlockLiveMigrationTest(_LiveBase):
                 self.assertEqual([], _guests(self.other.xenapi))
                 self.assertEqual(vdis, set(self.other.xenapi.VDI.get_all()))
 
+    def test_a_fault_at_any_call_of_a_block_migration_leaves_one_server_and_no_orphan(self):
+        """The sweep of the Storage XenMotion path: every XAPI call that one block migration
+        between two pools makes (on either pool) fails once in turn.  After each, the server
+        is ACTIVE where Nova says it is, Running there, and the other pool holds neither a VM
+        nor a VDI of it."""
+        server, _ = self._boot()
+        pools = {"compute": self.api_x, "compute2": self.other.xenapi}
+        empty = {"compute2": set(self.other.xenapi.VDI.get_all())}  # each pool without the server
+        self.sim.faults.start_recording()
+        self._migrate(server, "compute2")
+        self._wait_for_migration_status(server, ["completed"])
+        server = self._wait_for_server_parameter(server, {"status": "ACTIVE",
+                                                          "OS-EXT-STS:task_state": None})
+        names = list(dict.fromkeys(self.sim.faults.stop_recording()))
+        empty["compute"] = set(self.api_x.VDI.get_all())
+        self.assertIn("VM.migrate_send", names)
+        self.assertIn("host.migrate_receive", names)
+        for name in names:
+            with self.subTest(fails=name):
+                here = server["OS-EXT-SRV-ATTR:host"]
+                self.sim.faults.add(name, "error", error=["INTERNAL_ERROR", f"injected at {name}"])
+                try:
+                    self._migrate(server, "compute" if here == "compute2" else "compute2")
+                except client.OpenStackApiException:
+                    pass  # a pre-check failed and the API said so
+                server = self._wait_for_server_parameter(
+                    server, {"OS-EXT-STS:task_state": None}, max_retries=40)
+                self.sim.faults.clear()
+                self.assertEqual("ACTIVE", server["status"], server.get("fault"))
+                here = server["OS-EXT-SRV-ATTR:host"]
+                there = "compute" if here == "compute2" else "compute2"
+                guests = _guests(pools[here])
+                self.assertEqual(1, len(guests), f"Nova has the server on {here}; after {name} "
+                                                 f"failed, XAPI there has {guests} and the other "
+                                                 f"pool {_guests(pools[there])}")
+                (rec,) = guests
+                self.assertEqual(server["id"], rec["other_config"]["nova_uuid"])
+                self.assertEqual("Running", rec["power_state"])
+                self.assertEqual([], _guests(pools[there]), f"a VM left after {name} failed")
+                self.assertEqual(empty[there], set(pools[there].VDI.get_all()),
+                                 f"a VDI left after {name} failed")
+                self.assertEqual([], [r["name_label"] for r in pools[there].task.get_all_records().values()],
+                                 f"a task left after {name} failed")
+        self._delete_server(server)
+        self.assertEqual([], _guests(self.other.xenapi))
+
     def test_shared_storage_migration_between_pools_is_refused_clearly(self):
         server, _ = self._boot()
         # the destination's pre-check refuses it, and the scheduler has nowhere else to go
