@@ -52,6 +52,7 @@ class XenAPISession:
                  login_timeout: float = 10, tls: transport.TLSPolicy | None = None,
                  originator: str = ORIGINATOR) -> None:
         self._url = url.rstrip("/")
+        self._configured_url = self._url
         self._username = username
         self._password = password
         self._size = concurrent
@@ -67,12 +68,20 @@ class XenAPISession:
         self.peak_open = 0
         self.calls = 0
         self.pump = None  # an events.EventPump, when one follows this session's pool
-        named = urlsplit(self._url).hostname or ""
+        self.host_ref = self.host_uuid = ""
+        self._find_named_host()
+
+    @property
+    def generation(self) -> int:
+        """Bumped each time the session starts talking to another master (or pool)."""
+        return self._generation
+
+    def _find_named_host(self) -> None:
         first = self._checkout()
         try:
             #: the host this session's user manages: the one ``url`` names, even when the
             #: calls go to the pool master (which may move); refs outlive master changes
-            self.host_ref = self._named_host(first, named)
+            self.host_ref = self._named_host(first, urlsplit(self._configured_url).hostname or "")
             self.host_uuid = self._call_on(first, "host.get_uuid", self.host_ref)
         finally:
             self._checkin(first)
@@ -81,6 +90,20 @@ class XenAPISession:
         """Find this session's host again by its uuid: after ``pool.join`` its ref is the
         new pool's."""
         self.host_ref = self.call_xenapi("host.get_by_uuid", self.host_uuid)
+
+    def _rehome(self) -> None:
+        """The host this session manages has left the pool it talked to (``pool.eject``: it
+        came back as a pool of its own, with a fresh database).  Log in again where the
+        configured URL points, and find the host there."""
+        old = self.host_uuid
+        with self._lock:
+            self._url = self._configured_url
+            self._generation += 1  # sessions of the old pool are logged out as they come back
+        self._find_named_host()
+        LOG.warning("XAPI host %s is no longer in the pool of its former master; it is now "
+                    "managed through %s", self.host_uuid, self._url)
+        if self.host_uuid != old:
+            LOG.warning("the XAPI host's uuid changed from %s to %s", old, self.host_uuid)
 
     def _named_host(self, sdk: XenAPI.Session, named: str) -> str:
         """The pool member ``named`` (an address or host name of the configured URL)."""
@@ -238,6 +261,8 @@ class XenAPISession:
                 with self._borrow() as sdk:
                     return self._call_on(sdk, method, *args)
             except XenAPIError as exc:
+                if exc.code == "HANDLE_INVALID" and exc.details[1:3] == ["host", self.host_ref]:
+                    self._rehome()  # this call named the old ref: the next ones work again
                 if exc.code != "HOST_IS_SLAVE" or redirects == 0:
                     raise
                 redirects -= 1
@@ -283,8 +308,7 @@ class XenAPISession:
                         self.call_xenapi("task.cancel", task)
                     raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
         finally:
-            with contextlib.suppress(XenAPIError, HostConnectionError):
-                self.call_xenapi("task.destroy", task)
+            self._discard_task(task)
 
     def _wait_with_pump(self, task: str, timeout: float | None, what: str) -> Any:
         try:
@@ -295,8 +319,7 @@ class XenAPISession:
                 raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
             return _outcome(task, snap)
         finally:
-            with contextlib.suppress(XenAPIError, HostConnectionError):
-                self.call_xenapi("task.destroy", task)
+            self._discard_task(task)
 
     def follow_task(self, task: str, on_progress, every: float = 1.0, patience: int = 5) -> Any:
         """Wait for a long task without a deadline, calling ``on_progress(fraction)`` about
@@ -323,8 +346,24 @@ class XenAPISession:
                     continue
                 return _outcome(task, snap)
         finally:
-            with contextlib.suppress(XenAPIError, HostConnectionError):
+            self._discard_task(task)
+
+    def _discard_task(self, task: str, attempts: int = 3) -> None:
+        """Destroy a finished task, asking again if XAPI errs: a task left behind stays in
+        the host's task list until xapi's own garbage collector gets to it."""
+        for attempt in range(1, attempts + 1):
+            try:
                 self.call_xenapi("task.destroy", task)
+                return
+            except XenAPIError as exc:
+                if exc.code == "HANDLE_INVALID":
+                    return  # gone already
+                error: Exception = exc
+            except HostConnectionError as exc:
+                error = exc
+            if attempt < attempts:
+                time.sleep(0.1 * attempt)
+        LOG.warning("could not destroy XAPI task %s: %s", task, error)
 
     def _task_snapshot(self, task: str, wait: float) -> dict:
         """The task's record once it ends or ``wait`` seconds pass; status ``gone`` if destroyed."""
