@@ -4,13 +4,16 @@ A single thread follows the ``task`` and ``VM`` classes.  Callers waiting
 for a task register it and sleep on an event instead of each holding a
 session in its own ``event.from`` loop, so a hundred concurrent waits cost
 one XAPI session; VM changes go to listeners (power-state sync).  After a
-lost connection the stream restarts from an empty token, whose first batch
-holds every current object, so no finished task is missed.
+lost connection, or when the session starts talking to another master or
+pool, the stream restarts from an empty token, whose first batch holds every
+current object, so no finished task is missed; while the stream still
+follows a former pool, a waiter reads its task directly.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,7 @@ LOG = logging.getLogger(__name__)
 WAIT = 10.0  # seconds one event.from may block
 CLASSES = ["task", "VM"]
 GONE = {"status": "gone"}
+SLICE = 1.0  # seconds a waiter sleeps before checking that the stream follows its pool
 
 
 class _Waiter:
@@ -42,6 +46,10 @@ class EventPump:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.synced = threading.Event()  # set once the first full batch has been handed out
+        self._following = self._generation_now()  # the session generation the stream is on
+
+    def _generation_now(self) -> int:
+        return getattr(self._session, "generation", 0)
 
     @property
     def running(self) -> bool:
@@ -69,8 +77,15 @@ class EventPump:
                 return GONE
             if rec["status"] != "pending":
                 return rec
-            if not waiter.done.wait(timeout):
-                return None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not waiter.done.wait(SLICE if deadline is None
+                                       else max(0.0, min(SLICE, deadline - time.monotonic()))):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                if self._following != self._generation_now():  # the stream is on a former pool
+                    rec = self._session.get_record("task", task)
+                    if rec is None or rec["status"] != "pending":
+                        return GONE if rec is None else rec
             return waiter.snapshot
         finally:
             with self._lock:
@@ -79,6 +94,9 @@ class EventPump:
     def _run(self) -> None:
         token = ""
         while not self._stop.is_set():
+            if self._following != self._generation_now():
+                token = ""  # another master or pool: its tokens mean nothing here
+                self._following = self._generation_now()
             try:
                 batch = self._session.call_xenapi("event.from", CLASSES, token, WAIT)
             except (XenAPIError, HostConnectionError) as exc:

@@ -22,8 +22,10 @@ The aggregate's first host becomes the master.  Another host joins with
 ``pool.join`` when nothing but this compute VM runs on it (xapi refuses a
 join with other running VMs).  When a host leaves the aggregate, the
 master's compute ejects its XAPI host with ``pool.eject``; as on a real
-host, the ejected host comes back as a fresh pool, and its nova-compute must
-be restarted to see it.  With ``independent_compute`` a pool join is refused,
+host, the ejected host comes back as a fresh pool.  Its nova-compute finds
+it there by itself: each round first reads its own host, and a session
+whose host has left the pool it talked to logs in again at its configured
+URL (``session.py``).  With ``independent_compute`` a pool join is refused,
 as the old driver refused it.
 """
 
@@ -80,6 +82,11 @@ class PoolReconciler:
         self._stop.set()
 
     def reconcile(self, context: Any) -> None:
+        try:  # a host ejected from its pool: the session finds it in its new pool
+            self._session.call_xenapi("host.get_uuid", self._session.host_ref)
+        except XenAPIError as exc:
+            if exc.code != "HANDLE_INVALID":
+                raise
         for agg in objects.AggregateList.get_by_host(context, self._me):
             if agg.metadata.get("hypervisor_pool") != "true":
                 continue

@@ -85,6 +85,8 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     SHARED_SR: str | None = None
     #: how fast the simulator's live migrations copy memory (0: at once)
     MIGRATION_MIB_PER_S = 0.0
+    #: seconds between the pool reconciler's rounds (0: no thread; tests call it themselves)
+    POOL_RECONCILE_INTERVAL = 0
     glance_server = None
 
     @classmethod
@@ -139,7 +141,7 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                    image_handler=self.IMAGE_HANDLER, ovs_integration_bridge=INTEGRATION_BRIDGE,
                    connection_concurrent=self.CONNECTION_CONCURRENT,
                    sr_matching_filter=self.SR_MATCHING_FILTER,
-                   pool_reconcile_interval=0,  # tests run pools.reconcile themselves
+                   pool_reconcile_interval=self.POOL_RECONCILE_INTERVAL,
                    group="xenserver")
         if self.REAL_GLANCE:
             self.flags(api_servers=[self.glance_server.url], group="glance")

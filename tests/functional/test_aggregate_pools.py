@@ -7,6 +7,8 @@ of the aggregate ejects it again.
 """
 from __future__ import annotations
 
+import time
+
 from nova import context as nova_context
 
 from nova_xenapi.testing import nova_stack as base
@@ -78,3 +80,61 @@ class AggregatePoolTest(base.XenAPIFunctionalBase):
         self.assertIn("besides nova-compute", meta["operational_error"])
         self.assertEqual(["127.0.0.1"], [self.api_x.host.get_address(h)
                                          for h in self.api_x.host.get_all()])
+
+
+class AggregatePoolReconcilerThreadTest(AggregatePoolTest):
+    """The same through each compute's own reconciler thread: nothing here calls it, and the
+    ejected host's nova-compute goes on without a restart."""
+    POOL_RECONCILE_INTERVAL = 1
+
+    def _until(self, what: str, check, seconds: float = 30.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            time.sleep(0.2)
+        self.fail(f"no {what} after {seconds:.0f}s")
+
+    def _reconcile(self, *computes: str) -> None:
+        raise AssertionError("the reconciler threads must do it")
+
+    def test_an_aggregate_becomes_a_pool_and_a_removed_host_is_ejected(self):
+        agg = self._aggregate()
+        self._add(agg, "compute")
+        self._add(agg, "compute2")
+        self._until("two-host pool", lambda: len(self.api_x.host.get_all()) == 2
+                    and self._metadata(agg).get("compute2"))
+        self.assertEqual("active", self._metadata(agg)["operational_state"])
+        member = self.computes["compute2"].manager.driver.session
+        self.assertEqual(self.sim.url, member.url)  # its calls go to the master
+
+        self.admin_api.post_aggregate_action(agg["id"], {"remove_host": {"host": "compute2"}})
+        self._until("eject", lambda: len(self.api_x.host.get_all()) == 1)
+        self._until("rehomed session", lambda: member.url == self.sim.url_of("127.0.0.2"))
+        self.assertNotIn("compute2", self._metadata(agg))
+        # compute2 was not restarted: it boots a server on its host, now a pool of its own
+        server = self._create_server(image_uuid=self.make_image(base.image_data(5)),
+                                     networks="none", az="nova:compute2")
+        self.assertEqual("compute2", server["OS-EXT-SRV-ATTR:host"])
+        x = base.XenAPI.Session(self.sim.url_of("127.0.0.2"))
+        x.xenapi.login_with_password("root", base.PASSWORD, "2.21", "check")
+        self.addCleanup(x.xenapi.session.logout)
+        (ref,) = x.xenapi.VM.get_by_name_label(server["OS-EXT-SRV-ATTR:instance_name"])
+        self.assertEqual("Running", x.xenapi.VM.get_power_state(ref))
+        self._delete_server(server)
+        self.assertEqual([], x.xenapi.VM.get_by_name_label(server["OS-EXT-SRV-ATTR:instance_name"]))
+
+    def test_a_host_running_other_vms_is_not_joined(self):
+        agg = self._aggregate()
+        self._add(agg, "compute")
+        self._until("master", lambda: self._metadata(agg).get("master_compute"))
+        x = base.XenAPI.Session(self.sim.url_of("127.0.0.2"))
+        x.xenapi.login_with_password("root", base.PASSWORD, "2.21", "check")
+        self.addCleanup(x.xenapi.session.logout)
+        x.xenapi.VM.start(base.diskless_vm(x.xenapi, "busy"), False, False)
+        self._add(agg, "compute2")
+        meta = self._until("refusal", lambda: (m := self._metadata(agg))["operational_state"]
+                           == "error" and m)
+        self.assertIn("besides nova-compute", meta["operational_error"])
+        self.assertEqual(1, len(self.api_x.host.get_all()))
