@@ -18,7 +18,7 @@ import pytest
 import XenAPI
 
 from nova_xenapi.testing.iscsi_target import IscsiTarget
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, diskless_vm
 from xapisim import SimConfig, Simulator, host_configs
 
 MIB = 1 << 20
@@ -194,3 +194,23 @@ def test_vdi_introduce_finds_the_lun_by_lunid(rig):
     with pytest.raises(XenAPI.Failure) as e:
         intro("9")
     assert e.value.details[0] == "SR_BACKEND_FAILURE_46"
+
+
+def test_a_lun_vdi_cannot_be_storage_migrated(rig):
+    """RawISCSISR offers neither VDI_SNAPSHOT nor VDI_MIRROR, so xapi's
+    assert_sr_support_operations refuses to move its VDIs (xapi_vm_migrate.ml)."""
+    sim, s, target, _ = rig
+    x = s.xenapi
+    sr = plugged(x, target)
+    vdi = x.SR.get_VDIs(sr)[0]
+    host = x.host.get_all()[0]
+    vm = diskless_vm(x, "with-a-lun")
+    x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": "1", "bootable": False, "mode": "RW",
+                  "type": "Disk", "empty": False, "other_config": {}, "qos_algorithm_type": "",
+                  "qos_algorithm_params": {}})
+    local = next(r for r in x.SR.get_all() if x.SR.get_type(r) == "ext")
+    dest = x.host.migrate_receive(host, x.PIF.get_network(x.host.get_PIFs(host)[0]), {})
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.assert_can_migrate(vm, dest, True, {vdi: local}, {}, {}, {})
+    assert e.value.details == ["SR_DOES_NOT_SUPPORT_MIGRATION", sr, "VDI_SNAPSHOT;VDI_MIRROR"]
+    x.VM.assert_can_migrate(vm, dest, True, {vdi: sr}, {}, {}, {})  # staying put is fine

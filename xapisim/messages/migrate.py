@@ -25,8 +25,21 @@ Storage motion and cross-pool migration: the destination pool's
 MAC with a mapped one (``VIF_NOT_IN_MAP``).  The disks' bytes are copied to
 the mapped SRs, the VM is created in the destination pool (running there if
 it ran here) and removed from the source with its old disks; the new VM's
-ref is the result.  Not modelled: the options map, HA, vGPU/PCI, CBT and
-encrypted VDIs, version checks.
+ref is the result.
+
+``assert_can_migrate`` (run first by ``migrate_send`` too) follows xapi's
+order: every disk mapped; for each VDI that changes SR, its SR must offer
+VDI_SNAPSHOT and VDI_MIRROR and the target SR VDI_SNAPSHOT and
+VDI_MIRROR_IN (``SR_DOES_NOT_SUPPORT_MIGRATION``: an ``iscsi`` LUN SR has
+neither); across pools, ``options:copy=true`` needs a halted VM unless
+``force=true`` (``VM_BAD_POWER_STATE``; a copy leaves the source VM and its
+disks in place), the destination must be enabled and have at least as many
+pCPUs as the VM has vCPUs unless ``platform:vcpu-unrestricted``
+(``HOST_NOT_ENOUGH_PCPUS``); last, no VDI that moves may have CBT enabled
+(``VDI_CBT_ENABLED``) or be encrypted (``sm_config:key_hash``,
+``VDI_IS_ENCRYPTED``).  Not modelled: HA (xapisim pools never enable it),
+vGPUs (xapisim hosts have no pGPUs, so a VM cannot have one), platform
+version checks (every simulated host runs the same version).
 """
 from __future__ import annotations
 
@@ -216,7 +229,55 @@ def _disks(store, vm: str) -> list[tuple[str, str]]:
     return out
 
 
-def _assert_can_migrate(call: Call, vm: str, dest: dict, vdi_map: dict, vif_map: dict):
+def _flag(options: dict, key: str) -> bool:
+    """OCaml's ``bool_of_string`` as xapi applies it to the options map: anything but
+    ``true`` is false."""
+    return str((options or {}).get(key, "")) == "true"
+
+
+SOURCE_SR_FEATURES = ("VDI_SNAPSHOT", "VDI_MIRROR")
+TARGET_SR_FEATURES = ("VDI_SNAPSHOT", "VDI_MIRROR_IN")
+
+
+def _sr_features(store, sr: str) -> set[str]:
+    """The SM features of an SR's driver, from the operations its type offers (file-based
+    and LVM drivers mirror both ways; a LUN-per-VDI driver does neither)."""
+    from ..inventory import sr_operations
+    rec = store.get("SR", sr)
+    ops = {op.upper() for op in sr_operations(rec["type"], rec["content_type"])}
+    return ops | ({"VDI_MIRROR_IN"} if "VDI_MIRROR" in ops else set())
+
+
+def _assert_sr_support(call: Call, remote, moving: dict) -> None:
+    """xapi_vm_migrate.ml assert_sr_support_operations, for the VDIs that change SR."""
+    store = call.store
+    for vdi, target in moving.items():
+        for st, sr, wanted in ((store, store.get("VDI", vdi)["SR"], SOURCE_SR_FEATURES),
+                               (remote.store, target, TARGET_SR_FEATURES)):
+            missing = [f for f in wanted if f not in _sr_features(st, sr)]
+            if missing:
+                raise XapiError("SR_DOES_NOT_SUPPORT_MIGRATION", sr, ";".join(missing))
+
+
+def _assert_can_migrate_vdis(store, moving: dict) -> None:
+    """xapi_vm_migrate.ml assert_can_migrate_vdis: no CBT, no encryption on what moves."""
+    for vdi in moving:
+        rec = store.get("VDI", vdi)
+        if rec["cbt_enabled"]:
+            raise XapiError("VDI_CBT_ENABLED", vdi)
+        if "key_hash" in rec["sm_config"]:
+            raise XapiError("VDI_IS_ENCRYPTED", vdi)
+
+
+def _assert_enough_pcpus(remote, rec: dict, host: str) -> None:
+    vcpus = int(rec["VCPUs_max"])
+    pcpus = int(remote.store.get("host", host)["cpu_info"].get("cpu_count", "0"))
+    if vcpus > pcpus and rec["platform"].get("vcpu-unrestricted") != "true":
+        raise XapiError("HOST_NOT_ENOUGH_PCPUS", str(vcpus), str(pcpus))
+
+
+def _assert_can_migrate(call: Call, vm: str, dest: dict, vdi_map: dict, vif_map: dict,
+                        options: dict | None = None):
     store = call.store
     remote, host, session = _destination(call, dest)
     check_vm(store, vm, "migrate_send")
@@ -226,13 +287,19 @@ def _assert_can_migrate(call: Call, vm: str, dest: dict, vdi_map: dict, vif_map:
     for sr in vdi_map.values():
         remote.store.get("SR", sr)
     rec = store.get("VM", vm)
+    moving = {vdi: sr for vdi, sr in vdi_map.items()
+              if not (remote is call.backend and store.get("VDI", vdi)["SR"] == sr)}
+    _assert_sr_support(call, remote, moving)
     if remote is call.backend:
         if vif_map:
             raise XapiError("OPERATION_NOT_ALLOWED", "VIF mapping is not allowed for intra-pool "
                             "migration -all VIFs must be on the same network")
         if rec["power_state"] == "Running" and rec["resident_on"] != host:
             _check_destination_memory(call, remote, vm, host)
+        _assert_can_migrate_vdis(store, moving)
         return remote, host, session
+    if _flag(options, "copy") and not _flag(options, "force") and rec["power_state"] != "Halted":
+        raise XapiError("VM_BAD_POWER_STATE", vm, "halted", rec["power_state"].lower())
     mapped_macs = {store.get("VIF", v)["MAC"] for v in vif_map}
     for vif in rec["VIFs"]:
         if vif not in vif_map and store.get("VIF", vif)["MAC"] not in mapped_macs:
@@ -241,8 +308,10 @@ def _assert_can_migrate(call: Call, vm: str, dest: dict, vdi_map: dict, vif_map:
         remote.store.get("network", net)
     if not remote.store.get("host", host)["enabled"]:
         raise XapiError("HOST_DISABLED", host)
+    _assert_enough_pcpus(remote, rec, host)
     if rec["power_state"] == "Running":
         _check_destination_memory(call, remote, vm, host, rec)
+    _assert_can_migrate_vdis(store, moving)
     return remote, host, session
 
 
@@ -258,7 +327,7 @@ def _check_destination_memory(call: Call, remote, vm: str, host: str, rec: dict 
 def assert_can_migrate(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif_map: dict,
                        options: dict, vgpu_map: dict) -> str:
     with call.store.lock:
-        _assert_can_migrate(call, vm, dest, vdi_map, vif_map)
+        _assert_can_migrate(call, vm, dest, vdi_map, vif_map, options)
     return ""
 
 
@@ -323,7 +392,8 @@ def migrate_send(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif
     store = call.store
     started = time.monotonic()
     with store.lock:
-        remote, host, session = _assert_can_migrate(call, vm, dest, vdi_map, vif_map)
+        remote, host, session = _assert_can_migrate(call, vm, dest, vdi_map, vif_map, options)
+    copy = _flag(options, "copy") and remote is not call.backend
     dcall = Call(remote, host, session=session, wire_name="VM.migrate_send")
     with Operation(call, "VM", vm, "migrate_send"):
         rec = store.get("VM", vm)
@@ -364,6 +434,9 @@ def migrate_send(call: Call, vm: str, dest: dict, live: bool, vdi_map: dict, vif
                 if pause:
                     time.sleep(pause)
                 bring_up(dcall, new, host, rec["power_state"] == "Paused")
+            if copy:  # xapi's copy mode: the source VM and its disks stay
+                _record(call, "migrate_send", rec["uuid"], source, host, started, 0.0, len(old))
+                return new
             if rec["power_state"] != "Halted":
                 bring_down(call, vm)
             downtime = time.monotonic() - t if running else 0.0

@@ -366,3 +366,32 @@ def set_name_label(call: Call, vdi: str, value: str) -> str:
 def set_name_description(call: Call, vdi: str, value: str) -> str:
     call.store.set("VDI", vdi, name_description=value)
     return ""
+
+
+def _change_cbt(call: Call, vdi: str, enabled: bool) -> str:
+    """xapi_vdi.ml change_cbt_status, after check_operation_error: the SR's driver must offer
+    VDI_CONFIGURE_CBT (SR_OPERATION_NOT_SUPPORTED), a snapshot is refused, and only user and
+    system VDIs take it (VDI_INCOMPATIBLE_TYPE).  Nothing is done if CBT is already so."""
+    store = call.store
+    with store.lock:
+        rec = store.get("VDI", vdi)
+        if rec["cbt_enabled"] == enabled:
+            return ""
+        if "vdi_enable_cbt" not in store.get("SR", rec["SR"])["allowed_operations"]:
+            raise XapiError("SR_OPERATION_NOT_SUPPORTED", rec["SR"])
+        if rec["is_a_snapshot"]:
+            raise XapiError("OPERATION_NOT_ALLOWED", f"VDI is a snapshot: {vdi}")
+        if rec["type"] not in ("user", "system"):
+            raise XapiError("VDI_INCOMPATIBLE_TYPE", vdi, rec["type"])
+        store.set("VDI", vdi, cbt_enabled=enabled)
+    return ""
+
+
+@api("VDI", "enable_cbt")
+def enable_cbt(call: Call, vdi: str) -> str:
+    return _change_cbt(call, vdi, True)
+
+
+@api("VDI", "disable_cbt")
+def disable_cbt(call: Call, vdi: str) -> str:
+    return _change_cbt(call, vdi, False)
