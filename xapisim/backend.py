@@ -52,6 +52,9 @@ class SimConfig:
     migration_pause_s: float = 0.0
     # a real ovsdb-server and ovs-vswitchd in each dom0 (dom0_ovs.py) instead of simulated tools
     real_ovs: bool = False
+    # NFS exports a client may introduce an nfs SR from: "server:/path" -> local directory
+    # (nfs_sr.py); no NFS server runs
+    nfs_exports: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -48,8 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ovs", choices=("simulated", "real"), default="simulated",
                    help="each dom0's Open vSwitch: xapisim's simulated tools, or a real ovsdb-server "
                         "and ovs-vswitchd (Debian's openvswitch-switch)")
+    s.add_argument("--nfs-export", action="append", default=[], metavar="SERVER:/PATH=DIR",
+                   help="let clients introduce nfs SRs from this export, kept in DIR (no NFS "
+                        "server runs; repeatable)")
     s.add_argument("-v", "--verbose", action="store_true")
     return ap
+
+
+def _exports(specs: list[str]) -> dict[str, str]:
+    exports = {}
+    for spec in specs:
+        export, sep, directory = spec.rpartition("=")
+        if not sep or ":" not in export or not directory:
+            raise SystemExit(f"--nfs-export {spec!r}: expected SERVER:/PATH=DIR")
+        exports[export] = str(Path(directory).resolve())
+    return exports
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -64,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
                        shared_sr=args.shared_sr, migration_mib_per_s=args.migration_mib_per_s,
                        auth_failure_delay=args.auth_failure_delay,
                        plugin_dirs=[str(p) for p in args.plugins], real_ovs=args.ovs == "real",
+                       nfs_exports=_exports(args.nfs_export),
                        device_dir=str(args.guest_device_dir) if args.guest_device_dir else None)
     sim = Simulator(config, args.state_dir, port=args.port, tls=args.tls,
                     certificate=args.certificate, ssh_port=args.ssh_port)

@@ -3,7 +3,11 @@
 SRs keep their VDIs under ``<state>/srs/<sr-uuid>/``.  File-based SRs
 (``ext``, ``nfs``) hold real dynamic VHD files named ``<vdi-uuid>.vhd`` and
 are visible in each attached host's dom0 under
-``/var/run/sr-mount/<sr-uuid>/``, as on a real host.  Block-based SRs
+``/var/run/sr-mount/<sr-uuid>/``, as on a real host.  As in SM's FileSR, a
+file SR may also hold raw VDIs, ``<vdi-uuid>.raw`` (an NFS SR of Cinder
+volumes, see ``nfs_sr.py``); their format comes from the file name.  An NFS
+SR introduced by a client has its directory in an export
+(``SimConfig.nfs_exports``): ``<state>/srs/<sr-uuid>`` is then a link to it.  Block-based SRs
 (``lvm``) hold sparse raw files that stand in for logical volumes and are not
 visible as files in dom0.  Format conversion (raw, VHD, qcow2) is done by
 ``qemu-img``, the maintained tool for it.
@@ -89,7 +93,8 @@ class DiskStore:
     def lun(self, sr_uuid: str, vdi_uuid: str):
         """(Target, LUN id) of a LUN-per-VDI SR's VDI, from an attached PBD and the VDI's
         sm_config; VDIUnavailable (SM's answer) when there is neither."""
-        from .iscsi_sr import sm_error, target_of
+        from .iscsi_sr import target_of
+        from .sm_errors import sm_error
         store = self.backend.store
         with store.lock:
             sr = store.by_uuid_of("SR", sr_uuid)
@@ -100,14 +105,38 @@ class DiskStore:
             raise sm_error("VDIUnavailable")
         return target, int(lun)
 
+    def mount_export(self, sr_uuid: str, directory: Path) -> None:
+        """An NFS SR's directory is ``directory`` (a client introduced it over an export)."""
+        link = self.backend.state_dir / "srs" / sr_uuid
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        elif link.is_dir():
+            link.rmdir()  # made empty by an earlier look at the SR; refuses if it holds files
+        link.symlink_to(directory.resolve(), target_is_directory=True)
+
     def path(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> Path:
         if self.is_lun_sr(sr_type):
             raise XapiError("INTERNAL_ERROR", f"VDI {vdi_uuid} is a LUN, not a file")
-        ext = "vhd" if self.is_file_sr(sr_type) else "raw"
-        return self.sr_dir(sr_uuid) / f"{vdi_uuid}.{ext}"
+        d = self.sr_dir(sr_uuid)
+        if self.is_file_sr(sr_type):
+            raw = d / f"{vdi_uuid}.raw"  # FileSR's raw VDIs sit beside its VHDs
+            return raw if raw.exists() else d / f"{vdi_uuid}.vhd"
+        return d / f"{vdi_uuid}.raw"
 
     def fmt(self, sr_type: str) -> str:
+        """qemu-img's format of a new VDI of an SR of this type."""
         return "vpc" if self.is_file_sr(sr_type) else "raw"
+
+    def fmt_of(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> str:
+        """qemu-img's format of an existing (or about to be made) VDI's file."""
+        if self.is_file_sr(sr_type):
+            return "raw" if self.path(sr_uuid, sr_type, vdi_uuid).suffix == ".raw" else "vpc"
+        return "raw"
+
+    def is_raw_file(self, sr_uuid: str, sr_type: str, vdi_uuid: str) -> bool:
+        """A raw VDI of a file SR (no VHD chain, no snapshots, no resize in SM)."""
+        return self.is_file_sr(sr_type) and self.fmt_of(sr_uuid, sr_type, vdi_uuid) == "raw"
 
     def attach_sr(self, host_ref: str, sr_uuid: str, sr_type: str) -> None:
         """Make a file SR visible in a host's dom0 (what PBD.plug does)."""
@@ -129,10 +158,10 @@ class DiskStore:
 
     # -- lifecycle -------------------------------------------------------
     def create(self, sr_uuid: str, sr_type: str, vdi_uuid: str, size: int) -> Path:
-        return self._create_at(self.path(sr_uuid, sr_type, vdi_uuid), sr_type, size)
+        return self._create_at(self.path(sr_uuid, sr_type, vdi_uuid), self.fmt(sr_type), size)
 
-    def _create_at(self, p: Path, sr_type: str, size: int) -> Path:
-        if self.is_file_sr(sr_type):
+    def _create_at(self, p: Path, fmt: str, size: int) -> Path:
+        if fmt == "vpc":
             run_qemu_img("create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
                          str(p), str(size))
         else:
@@ -163,12 +192,12 @@ class DiskStore:
         sp = self.path(*src)
         dp = self.path(*dst)
         same_sr = src[0] == dst[0]
-        if self.fmt(src[1]) == self.fmt(dst[1]) and not dp.exists() and \
-                (same_sr or not is_differencing(sp)):
+        src_fmt, dst_fmt = self.fmt_of(*src), self.fmt_of(*dst)
+        if src_fmt == dst_fmt and not dp.exists() and (same_sr or not is_differencing(sp)):
             # a differencing disk copied within its SR keeps pointing at the same parent
             subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(sp), str(dp)], check=True)
             return
-        self._fill(sp, self.fmt(src[1]), dp, dst[1], size)
+        self._fill(sp, src_fmt, dp, dst_fmt, size)
 
     def _copy_lun(self, src: tuple[str, str, str], dst: tuple[str, str, str], size: int) -> None:
         from . import iscsi_sr
@@ -182,7 +211,7 @@ class DiskStore:
             return
         target, lun = self.lun(dst[0], dst[2])
         with self.flattened(self.path(*src)) as flat:
-            iscsi_sr.write_from(target, lun, flat, self.fmt(src[1]))
+            iscsi_sr.write_from(target, lun, flat, self.fmt_of(*src))
 
     @contextlib.contextmanager
     def flattened(self, path: Path):
@@ -194,7 +223,7 @@ class DiskStore:
         try:
             with DynamicVhd(str(path)) as chain:
                 tmp.unlink()
-                self._create_at(tmp, "ext", chain.size)
+                self._create_at(tmp, "vpc", chain.size)
                 with DynamicVhd(str(tmp), writable=True) as flat:
                     for index in range(chain.block_count()):
                         data = chain.block_data(index)
@@ -207,7 +236,7 @@ class DiskStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _fill(self, src: Path, src_fmt: str, dst: Path, sr_type: str, size: int) -> None:
+    def _fill(self, src: Path, src_fmt: str, dst: Path, dst_fmt: str, size: int) -> None:
         """Make ``dst`` a disk of ``size`` holding ``src``'s contents, allocating only data.
 
         The copy goes into a new empty file (so ``--target-is-zero`` is true and
@@ -215,18 +244,18 @@ class DiskStore:
         replaces ``dst``.
         """
         tmp = dst.with_name(dst.name + ".new")
-        self._create_at(tmp, sr_type, size)
+        self._create_at(tmp, dst_fmt, size)
         try:
             with self.flattened(src) as flat:
                 run_qemu_img("convert", "-n", "--target-is-zero", "-f", src_fmt, "-O",
-                             self.fmt(sr_type), str(flat), str(tmp))
+                             dst_fmt, str(flat), str(tmp))
             os.replace(tmp, dst)
         finally:
             tmp.unlink(missing_ok=True)
 
     def resize(self, sr_uuid: str, sr_type: str, vdi_uuid: str, size: int) -> None:
         p = self.path(sr_uuid, sr_type, vdi_uuid)
-        if not self.is_file_sr(sr_type):
+        if self.fmt_of(sr_uuid, sr_type, vdi_uuid) == "raw":
             with open(p, "r+b") as f:
                 f.truncate(size)
             return
@@ -267,7 +296,7 @@ class DiskStore:
                 iscsi_sr.write_from(target, lun, flat, src_fmt)
             return
         dst = self.path(sr_uuid, sr_type, vdi_uuid)
-        self._fill(src, src_fmt, dst, sr_type, vdi_size)
+        self._fill(src, src_fmt, dst, self.fmt_of(sr_uuid, sr_type, vdi_uuid), vdi_size)
 
     def export_file(self, sr_uuid: str, sr_type: str, vdi_uuid: str, fmt: str) -> tuple[Path, bool]:
         """A file holding the VDI in ``fmt``; True if it is a temporary to delete."""
@@ -284,14 +313,14 @@ class DiskStore:
                 raise
             return tmp, True
         p = self.path(sr_uuid, sr_type, vdi_uuid)
-        if qfmt == self.fmt(sr_type) and not is_differencing(p):
+        fmt_here = self.fmt_of(sr_uuid, sr_type, vdi_uuid)
+        if qfmt == fmt_here and not is_differencing(p):
             return p, False
         tmp = self.temp_file("." + fmt)
         opts = ["-o", "subformat=dynamic,force_size=on"] if qfmt == "vpc" else []
         try:
             with self.flattened(p) as flat:
-                run_qemu_img("convert", "-f", self.fmt(sr_type), "-O", qfmt, *opts, str(flat),
-                             str(tmp))
+                run_qemu_img("convert", "-f", fmt_here, "-O", qfmt, *opts, str(flat), str(tmp))
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -312,7 +341,7 @@ class DiskStore:
         if self.is_lun_sr(sr_type):
             return StagedLun(self, sr_uuid, vdi_uuid, writable)
         path = str(self.path(sr_uuid, sr_type, vdi_uuid))
-        if self.is_file_sr(sr_type):
+        if self.fmt_of(sr_uuid, sr_type, vdi_uuid) == "vpc":
             try:
                 return DynamicVhd(path, writable)
             except VhdError as e:

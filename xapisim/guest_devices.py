@@ -3,8 +3,8 @@
 With ``SimConfig.device_dir`` set, ``VBD.plug`` on a running VM makes
 ``<device_dir>/<vm-uuid>/<device>`` hold the VDI's bytes as a raw disk, and
 ``VBD.unplug`` writes what the guest changed back into the VDI and removes
-the file.  A block-SR VDI is its raw file already (a link is enough); a
-file-SR VDI is a VHD, so its data is copied out to a sparse raw file and
+the file.  A block-SR VDI, or a raw VDI of a file SR, is its raw file
+already (a link is enough); any other file-SR VDI is a VHD, so its data is copied out to a sparse raw file and
 its changed regions written back block by block.  A LUN of an ``iscsi`` SR
 is read into the file and written back to the LUN whole.  This is how a
 compute VM's ``vdi_local_dev`` image handler is tested.
@@ -30,7 +30,7 @@ def expose(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> None
         _keep_original(path)
         return
     source = disks.path(sr_uuid, sr_type, vdi_uuid)
-    if not disks.is_file_sr(sr_type):
+    if disks.fmt_of(sr_uuid, sr_type, vdi_uuid) == "raw":
         if path.exists() or path.is_symlink():
             path.unlink()
         path.symlink_to(source)
@@ -53,7 +53,7 @@ def withdraw(disks, sr_uuid: str, sr_type: str, vdi_uuid: str, path: Path) -> No
         if not original.exists() or _differs(path, original):  # only what the guest changed
             write_from(*disks.lun(sr_uuid, vdi_uuid), path)
         original.unlink(missing_ok=True)
-    elif disks.is_file_sr(sr_type):
+    elif disks.fmt_of(sr_uuid, sr_type, vdi_uuid) == "vpc":
         with DynamicVhd(str(disks.path(sr_uuid, sr_type, vdi_uuid)), writable=True) as vhd, \
                 open(path, "rb") as raw:
             # blocks the guest wrote (data in the sparse file) and blocks that held data before

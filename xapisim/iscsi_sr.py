@@ -49,31 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import XapiError
+from .sm_errors import sm_error
 
 DEFAULT_PORT = 3260
 
-#: SM's error codes and descriptions (libs/sm/core/XE_SR_ERRORCODES.xml)
-SM_ERRORS = {
-    "VDIUnavailable": (46, "The VDI is not available"),
-    "SRUnavailable": (47, "The SR is not available"),
-    "SRNoSpace": (44, "There is insufficient space"),
-    "ISCSILogin": (68, "ISCSI login failed - check access settings for the initiator on the "
-                       "storage, if CHAP is used verify CHAP credentials"),
-    "ISCSIDiscovery": (83, "ISCSI discovery failed"),
-    "ConfigTargetMissing": (95, "The request is missing the target parameter"),
-    "ConfigTargetIQNMissing": (96, "The request is missing or has an incorrect target IQN parameter"),
-    "ConfigSCSIid": (107, "The SCSIid parameter is missing or incorrect"),
-    "ISCSITarget": (141, "Unable to connect to ISCSI service on target"),
-    "ISCSIPort": (142, "Incorrect value for iSCSI port, must be a number between 1 and 65535"),
-}
-
-
-def sm_error(key: str, opterr: str | None = None) -> XapiError:
-    """SM's XenError as xapi reports it: SR_BACKEND_FAILURE_<code>, ["", text, ""]."""
-    code, text = SM_ERRORS[key]
-    if opterr is not None:
-        text += f" [opterr={opterr}]"
-    return XapiError(f"SR_BACKEND_FAILURE_{code}", "", text, "")
 
 
 def _tool(name: str) -> str:

@@ -1,8 +1,9 @@
 """PBD.*: create, plug, unplug, destroy, with xapi's rules (ocaml/xapi/xapi_pbd.ml).
 
 ``plug`` asks the SR's backend to attach (SM's ``sr_attach``): a file SR
-appears under dom0's ``/var/run/sr-mount``, and an ``iscsi`` SR logs in to its
-real target (``iscsi_sr.py``), failing with SM's errors.  ``unplug`` refuses
+appears under dom0's ``/var/run/sr-mount`` (an introduced ``nfs`` SR first
+"mounts" its export, ``nfs_sr.py``), and an ``iscsi`` SR logs in to its real
+target (``iscsi_sr.py``), failing with SM's errors.  ``unplug`` refuses
 while a VDI of the SR has a plugged VBD on that host (``VDI_IN_USE``).
 ``destroy`` refuses a plugged PBD.  A PBD's ``device_config`` may hold
 secrets (CHAP), so errors never quote it.
@@ -52,11 +53,17 @@ def plug(call: Call, pbd: str) -> str:
                     raise XapiError("SR_NOT_SHARABLE", sr, o["host"])
         sr_uuid, sr_type, host = srec["uuid"], srec["type"], rec["host"]
         config = dict(rec["device_config"])
+        sm_config = dict(srec["sm_config"])
     disks = call.backend.disks
     if disks.is_lun_sr(sr_type):
         from ..iscsi_sr import Target
         Target(config).attach()  # outside the lock: it talks to the target
     elif disks.is_file_sr(sr_type):
+        built = call.backend.state_dir / "srs" / sr_uuid
+        if sr_type == "nfs" and (built.is_symlink() or not built.is_dir()):  # introduced
+            from ..nfs_sr import export_dir
+            disks.mount_export(sr_uuid, export_dir(call.backend.config.nfs_exports, config,
+                                                   sm_config, sr_uuid))
         disks.attach_sr(host, sr_uuid, sr_type)
     elif sr_type not in ("lvm", "udev", "iso"):
         raise XapiError("NOT_IMPLEMENTED", f"PBD.plug of a {sr_type} SR: xapisim has no "

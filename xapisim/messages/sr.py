@@ -7,7 +7,9 @@ footer, ``sm_config:vhd-parent`` naming the parent of a differencing disk,
 ``managed`` unless the VHD is hidden), and records whose file has gone are
 removed.  This is how VHDs put into the SR by hand or by a dom0 plugin become
 VDIs.  A file that is not a readable VHD, or whose parent is missing, is
-skipped (the real storage manager logs and skips it too).
+skipped (the real storage manager logs and skips it too).  A ``<uuid>.raw``
+file is a raw VDI, as in FileSR's ``_loadvdis``: its size is the file's
+length (a scan sees a file that grew) and its ``sm_config:type`` is ``raw``.
 
 ``collect_garbage`` is the storage manager's garbage collector (run in the
 background on a real host; at once here, after a VDI's destroy and on each
@@ -27,26 +29,52 @@ from ..registry import api
 from ..vhd import DynamicVhd, VhdError, coalesce_parent
 from .vdi import scanned_vdi, sr_info, update_sr_usage
 
-_VHD_NAME = re.compile(r"\A([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.vhd\Z")
+_VDI_NAME = re.compile(
+    r"\A([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(vhd|raw)\Z")
 
 
-def _vhd_files(call: Call, sr: str) -> dict[str, Path] | None:
-    """``<uuid>.vhd`` files of a file SR by uuid; None for an SR that keeps no files."""
+def _vdi_files(call: Call, sr: str, extensions: tuple[str, ...] = ("vhd", "raw")
+               ) -> dict[str, Path] | None:
+    """``<uuid>.vhd`` (and ``.raw``) files of a file SR by uuid; None for an SR that keeps
+    no files."""
     disks = call.backend.disks
     sr_uuid, sr_type = sr_info(call.store, sr)
     if not disks.is_file_sr(sr_type):
         return None
-    return {m.group(1): f for f in disks.sr_dir(sr_uuid).iterdir() if (m := _VHD_NAME.match(f.name))}
+    return {m.group(1): f for f in disks.sr_dir(sr_uuid).iterdir()
+            if (m := _VDI_NAME.match(f.name)) and m.group(2) in extensions}
+
+
+def _vhd_files(call: Call, sr: str) -> dict[str, Path] | None:
+    return _vdi_files(call, sr, ("vhd",))
+
+
+def _raw_vdi(call: Call, sr: str, uuid: str, path: Path, ref: str | None) -> None:
+    """FileVDI.load of a raw file: its size is the file's length, ``sm_config:type`` raw."""
+    store = call.store
+    size = path.stat().st_size
+    if ref is None:
+        ref = store.create("VDI", {"name_label": "", "SR": sr, "virtual_size": size,
+                                   "type": "user", "managed": True, "location": uuid,
+                                   "other_config": {}, "sm_config": {"type": "raw"},
+                                   "xenstore_data": {}})
+        store.change_uuid("VDI", ref, uuid)
+    elif int(store.get("VDI", ref)["virtual_size"]) == size:
+        return
+    store.set("VDI", ref, virtual_size=size, physical_utilisation=path.stat().st_blocks * 512)
+    call.backend.refresh("VDI", ref)
 
 
 def _scan_files(call: Call, sr: str) -> None:
     store = call.store
-    sr_uuid, sr_type = sr_info(store, sr)
-    on_disk = _vhd_files(call, sr)
+    on_disk = _vdi_files(call, sr)
     if on_disk is None:
         return
     known = {store.get("VDI", v)["uuid"]: v for v in store.get("SR", sr)["VDIs"]}
     for uuid, path in on_disk.items():
+        if path.suffix == ".raw":
+            _raw_vdi(call, sr, uuid, path, known.get(uuid))
+            continue
         if uuid in known:
             continue
         try:
@@ -209,4 +237,7 @@ def forget(call: Call, sr: str) -> str:
                 if store.get("pool", pool)[field] == sr:
                     store.set("pool", pool, **{field: NULL_REF})
         store.destroy("SR", sr)
+    export = call.backend.state_dir / "srs" / rec["uuid"]
+    if export.is_symlink():  # an introduced NFS SR's export: the link goes, the files stay
+        export.unlink()
     return ""

@@ -13,7 +13,8 @@ drops an unmanaged record is not confirmed.)
 from __future__ import annotations
 
 from ..call import Call
-from ..iscsi_sr import Lun, sm_error, target_of
+from ..iscsi_sr import Lun, target_of
+from ..sm_errors import sm_error
 from .vdi import sr_info, update_sr_usage, vdi_in_use
 
 

@@ -13,6 +13,7 @@ from ..disks import ISO_SR_TYPES, round_size
 from ..errors import XapiError
 from ..generic import constructor_values
 from ..registry import api
+from ..sm_errors import sm_error
 from ..values import now
 from .lifecycle import Operation
 
@@ -284,10 +285,19 @@ def _double_snapshot(call: Call, src: str, extra: dict, op: str) -> str:
         return new
 
 
+def _refuse_raw_file(call: Call, rec: dict, error: XapiError) -> None:
+    """FileSR has no VHD chain for a raw VDI to grow or branch: SM refuses (its errors)."""
+    sr_uuid, sr_type = sr_info(call.store, rec["SR"])
+    if call.backend.disks.is_raw_file(sr_uuid, sr_type, rec["uuid"]):
+        raise error
+
+
 def _clone_or_snapshot(call: Call, vdi: str, extra: dict, op: str) -> str:
     rec = call.store.get("VDI", vdi)
     _check_sr_usable(call, rec["SR"], "vdi_" + op)
     if call.backend.disks.is_file_sr(sr_info(call.store, rec["SR"])[1]):
+        # FileVDI._snapshot reads the VHD depth first, which a raw file has not
+        _refuse_raw_file(call, rec, sm_error("VDIUnavailable", "failed to get VHD depth"))
         return _double_snapshot(call, vdi, extra, op)
     return _copy_into(call, vdi, rec["SR"], rec["name_label"], extra, op)
 
@@ -331,6 +341,7 @@ def _resize(call: Call, vdi: str, size: int, online: bool) -> str:
             raise XapiError("VDI_IN_USE", vdi, "resize")
         sr = rec["SR"]
         _check_sr_usable(call, sr, "vdi_resize")
+        _refuse_raw_file(call, rec, sm_error("Unimplemented"))  # FileVDI.resize: VHD only
         sr_uuid, sr_type = sr_info(store, sr)
         size = round_size(sr_type, size)
         if size < int(rec["virtual_size"]):
