@@ -30,6 +30,7 @@ from nova_xenapi.storage import (
     images,
     kernels,
     root_partition,
+    volume_sources,
     volumes,
 )
 
@@ -185,7 +186,7 @@ def connect_volumes(session: XenAPISession, rb: Rollback, mappings: list, root: 
     ``rb``); ``root`` is the boot volume, disk 0."""
     out = []
     for mapping in mappings:
-        volume = volumes.IscsiVolume.from_connection_info(mapping["connection_info"])
+        volume = volume_sources.from_connection_info(mapping["connection_info"])
         _, vdi = volumes.connect(session, volume)
         rb.add(f"volume {volume.volume_id}'s SR", volumes.release, session, volume)
         device = disks.ROOT if mapping is root else volumes.device_number(mapping["mount_device"])

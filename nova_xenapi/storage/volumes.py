@@ -1,90 +1,38 @@
-"""Cinder volumes on XAPI: an ``iscsi`` SR per target, the LUN's VDI, a VBD per attachment.
+"""Cinder volumes on XAPI: an SR per iSCSI target or NFS export, the volume's VDI, a VBD per
+attachment.
 
-This follows the old driver's volume_utils/volumeops:
-- Cinder's ``iscsi`` connection info (os-brick's keys: ``target_portal``,
-  ``target_iqn``, ``target_lun``, ``auth_method``/``auth_username``/
-  ``auth_password``) becomes an SR of type ``iscsi``;
-- the SR uuid is derived from the target (portal and IQN), so every volume
-  of one target shares it;
-- the SR is introduced with a PBD on this host holding the target in
+This follows the old driver's volume_utils/volumeops.  What the connection
+info names, and how it becomes a VDI, is ``volume_sources``; here:
+
+- the SR is introduced (shared, so a server can live-migrate inside its pool
+  with its volumes) with a PBD on this host holding the target in
   ``device_config``, and that PBD is plugged;
-- the volume is the VDI of its LUN (``sm_config:LUNid``) and is attached with
-  a VBD.
+- the volume's VDI is attached with a VBD, hot-plugged if the VM runs;
+- when the last VBD of the SR's VDIs goes, the SR is forgotten (PBD
+  unplugged and destroyed, ``SR.forget``), so nothing piles up on the host.
 
-When the last VBD of the SR's VDIs goes, the SR is forgotten (PBD unplugged
-and destroyed, ``SR.forget``), so nothing piles up on the host. Nothing here
-ever destroys a volume's VDI or writes its bytes: the data is Cinder's.
-
-Any other ``driver_volume_type`` (rbd, fibre_channel, nfs, ...) is refused
-with ``VolumeDriverNotFound``. The CHAP secret goes into the PBD's
-device_config and nowhere else: not into a log line or an error.
+Nothing here ever destroys a volume's VDI or writes its bytes: the data is
+Cinder's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from nova import exception
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
-from nova_xenapi.errors import XenAPIError
+from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.session import XenAPISession
 from nova_xenapi.storage import disks
+from nova_xenapi.storage.volume_sources import KINDS, Volume, from_connection_info
 
 LOG = logging.getLogger(__name__)
 
-#: uuid5 namespace of volume SRs: the same target gives the same SR uuid on every host
-SR_NAMESPACE = uuid.UUID("9b0f1e64-3f2c-5b7e-9a51-0c8d6e2f4a17")
 SR_MARK = "nova_volume_sr"  # other_config key on the SRs this module introduced
-DEFAULT_PORT = 3260
-
-
-@dataclass(frozen=True)
-class IscsiVolume:
-    volume_id: str
-    address: str
-    port: int
-    iqn: str
-    lun: int
-    chap_user: str | None
-    chap_password: str | None
-
-    @classmethod
-    def from_connection_info(cls, connection_info: dict) -> IscsiVolume:
-        kind = connection_info.get("driver_volume_type")
-        if kind != "iscsi":
-            raise exception.VolumeDriverNotFound(driver_type=kind)
-        data = connection_info.get("data") or {}
-        volume_id = str(data.get("volume_id") or "")
-        portal, iqn, lun = data.get("target_portal"), data.get("target_iqn"), data.get("target_lun")
-        if not portal or not iqn or lun is None:
-            raise exception.InvalidVolume(reason=f"volume {volume_id}: the iscsi connection info "
-                                                 "needs target_portal, target_iqn and target_lun")
-        m = re.fullmatch(r"\[?([^\]]+?)\]?(?::(\d+))?", str(portal))
-        if not m:
-            raise exception.InvalidVolume(reason=f"volume {volume_id}: bad target_portal {portal!r}")
-        user = password = None
-        if str(data.get("auth_method") or "").upper() == "CHAP":
-            user, password = data.get("auth_username"), data.get("auth_password")
-        return cls(volume_id, m.group(1), int(m.group(2) or DEFAULT_PORT), str(iqn), int(lun),
-                   user, password)
-
-    @property
-    def sr_uuid(self) -> str:
-        return str(uuid.uuid5(SR_NAMESPACE, f"{self.address}/{self.port}/{self.iqn}"))
-
-    def device_config(self) -> dict[str, str]:
-        config = {"target": self.address, "port": str(self.port), "targetIQN": self.iqn}
-        if self.chap_user:
-            config.update(chapuser=self.chap_user, chappassword=self.chap_password or "")
-        return config
-
-    def __repr__(self) -> str:  # never the CHAP password
-        return f"IscsiVolume({self.volume_id}, {self.address}:{self.port}/{self.iqn}/{self.lun})"
 
 
 def connector(session: XenAPISession, my_ip: str, host_name: str) -> dict[str, Any]:
@@ -99,20 +47,22 @@ def _sr_lock(sr_uuid: str):
     return lockutils.lock(f"xenapi-volume-sr-{sr_uuid}")
 
 
-def connect(session: XenAPISession, volume: IscsiVolume) -> tuple[str, str]:
+def connect(session: XenAPISession, volume: Volume) -> tuple[str, str]:
     """The (SR, VDI) of ``volume``: the target's SR introduced and plugged here if it is not
     yet, then the LUN's VDI.  A failure leaves no SR or PBD that was not there before."""
     with _sr_lock(volume.sr_uuid):
         sr, made = _find_or_introduce(session, volume)
         try:
-            return sr, _lun_vdi(session, sr, volume)
+            return sr, volume.find_vdi(session, sr)
         except BaseException:
+            with contextlib.suppress(XenAPIError, HostConnectionError, exception.NovaException):
+                _let_go_if_unused(session, sr, volume)
             if made:
                 _forget(session, sr)
             raise
 
 
-def _existing_sr(session: XenAPISession, volume: IscsiVolume) -> str | None:
+def _existing_sr(session: XenAPISession, volume: Volume) -> str | None:
     """The SR of the volume's target, if the pool has it."""
     try:
         return session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
@@ -122,16 +72,16 @@ def _existing_sr(session: XenAPISession, volume: IscsiVolume) -> str | None:
         raise
 
 
-def _find_or_introduce(session: XenAPISession, volume: IscsiVolume) -> tuple[str, bool]:
+def _find_or_introduce(session: XenAPISession, volume: Volume) -> tuple[str, bool]:
     sr = _existing_sr(session, volume)
     if sr is not None:
         _ensure_plugged(session, sr, volume)
         return sr, False
-    LOG.info("Introducing the SR of iSCSI target %s:%s %s for volume %s", volume.address,
-             volume.port, volume.iqn, volume.volume_id)
+    LOG.info("Introducing the SR %s for volume %s", volume.sr_label, volume.volume_id)
     # shared: every host of the pool may plug it, so a server can live-migrate with its volumes
-    sr = session.call_xenapi("SR.introduce", volume.sr_uuid, f"volumes on {volume.iqn}",
-                             "Cinder volumes (nova-xenapi)", "iscsi", "", True, {})
+    sr = session.call_xenapi("SR.introduce", volume.sr_uuid, volume.sr_label,
+                             "Cinder volumes (nova-xenapi)", volume.sr_type, "", True,
+                             volume.sm_config)
     try:
         session.call_xenapi("SR.add_to_other_config", sr, SR_MARK, "true")
         _ensure_plugged(session, sr, volume)
@@ -141,7 +91,7 @@ def _find_or_introduce(session: XenAPISession, volume: IscsiVolume) -> tuple[str
     return sr, True
 
 
-def _ensure_plugged(session: XenAPISession, sr: str, volume: IscsiVolume) -> None:
+def _ensure_plugged(session: XenAPISession, sr: str, volume: Volume) -> None:
     """A plugged PBD of this host; one made here and not plugged is destroyed again."""
     for pbd in session.call_xenapi("SR.get_PBDs", sr):
         rec = session.get_record("PBD", pbd)
@@ -157,15 +107,6 @@ def _ensure_plugged(session: XenAPISession, sr: str, volume: IscsiVolume) -> Non
     except BaseException:
         session.call_xenapi("PBD.destroy", pbd)
         raise
-
-
-def _lun_vdi(session: XenAPISession, sr: str, volume: IscsiVolume) -> str:
-    session.call_xenapi("SR.scan", sr)
-    for vdi in session.call_xenapi("SR.get_VDIs", sr):
-        if session.call_xenapi("VDI.get_sm_config", vdi).get("LUNid") == str(volume.lun):
-            return vdi
-    raise exception.StorageError(reason=f"volume {volume.volume_id}: LUN {volume.lun} of "
-                                        f"{volume.iqn} is not on the target")
 
 
 def is_volume(session: XenAPISession, vdi: str) -> bool:
@@ -184,18 +125,41 @@ def in_use(session: XenAPISession, sr: str) -> bool:
     return any(session.call_xenapi("VDI.get_VBDs", vdi) for vdi in session.call_xenapi("SR.get_VDIs", sr))
 
 
-def release(session: XenAPISession, volume: IscsiVolume) -> None:
-    """Forget the volume's SR if no VDI of it has a VBD any more (another volume of the same
-    target may still be attached: then it stays)."""
+def _its_vdi(session: XenAPISession, sr: str, volume: Volume) -> str | None:
+    sr_uuid = session.call_xenapi("SR.get_uuid", sr)
+    for vdi in session.call_xenapi("SR.get_VDIs", sr):
+        rec = session.get_record("VDI", vdi)
+        if rec and volume.is_its_vdi(rec, sr_uuid):
+            return vdi
+    return None
+
+
+def release(session: XenAPISession, volume: Volume) -> None:
+    """The volume's VDI let go of if nothing uses it, and its SR forgotten if no VDI of it has
+    a VBD any more (another volume of the same target may still be attached: then it stays)."""
     with _sr_lock(volume.sr_uuid):
         sr = _existing_sr(session, volume)
         if sr is None:
             return
+        _let_go_if_unused(session, sr, volume)
         if not in_use(session, sr):
             _forget(session, sr)
 
 
-def release_here(session: XenAPISession, volume: IscsiVolume) -> None:
+def _let_go_if_unused(session: XenAPISession, sr: str, volume: Volume) -> None:
+    """What ``find_vdi`` set up for the volume goes, unless a VBD uses its VDI."""
+    vdi = _its_vdi(session, sr, volume)
+    if (vdi is None or not session.call_xenapi("VDI.get_VBDs", vdi)) and _plugged_here(session, sr):
+        volume.let_go(session, sr)
+
+
+def _plugged_here(session: XenAPISession, sr: str) -> bool:
+    return any(session.call_xenapi("PBD.get_host", pbd) == session.host_ref
+               and session.call_xenapi("PBD.get_currently_attached", pbd)
+               for pbd in session.call_xenapi("SR.get_PBDs", sr))
+
+
+def release_here(session: XenAPISession, volume: Volume) -> None:
     """This host lets go of the volume's SR (a server moved away with it): its PBD goes if no
     VM resident here uses the SR, and the SR goes when no host has it plugged and no VBD uses it."""
     with _sr_lock(volume.sr_uuid):
@@ -221,7 +185,7 @@ def connect_all(session: XenAPISession, block_device_info: dict | None) -> None:
     done = []
     try:
         for bdm in mappings(block_device_info):
-            volume = IscsiVolume.from_connection_info(bdm["connection_info"])
+            volume = from_connection_info(bdm["connection_info"])
             connect(session, volume)
             done.append(volume)
     except BaseException:
@@ -232,7 +196,7 @@ def connect_all(session: XenAPISession, block_device_info: dict | None) -> None:
 
 def release_all_here(session: XenAPISession, block_device_info: dict | None) -> None:
     for bdm in mappings(block_device_info):
-        release_here(session, IscsiVolume.from_connection_info(bdm["connection_info"]))
+        release_here(session, from_connection_info(bdm["connection_info"]))
 
 
 def _drop_pbd(session: XenAPISession, pbd: str) -> None:
@@ -297,23 +261,21 @@ def attach(session: XenAPISession, vm_ref: str, vdi: str, userdevice: str, hotpl
     return vbd
 
 
-def find_vbd(session: XenAPISession, vm_ref: str, sr_uuid: str, lun: int) -> str | None:
-    """The VM's VBD of the volume (its VDI in the target's SR, on that LUN)."""
+def find_vbd(session: XenAPISession, vm_ref: str, volume: Volume) -> str | None:
+    """The VM's VBD of the volume."""
     for vbd in session.call_xenapi("VM.get_VBDs", vm_ref):
         rec = session.get_record("VBD", vbd)
         if not rec or rec["VDI"] == "OpaqueRef:NULL":
             continue
         vdi = session.get_record("VDI", rec["VDI"])
-        if not vdi or vdi["sm_config"].get("LUNid") != str(lun):
-            continue
-        if session.call_xenapi("SR.get_uuid", vdi["SR"]) == sr_uuid:
+        if vdi and volume.is_its_vdi(vdi, session.call_xenapi("SR.get_uuid", vdi["SR"])):
             return vbd
     return None
 
 
-def detach(session: XenAPISession, vm_ref: str, volume: IscsiVolume, unplug_retries: int = 10) -> None:
+def detach(session: XenAPISession, vm_ref: str, volume: Volume, unplug_retries: int = 10) -> None:
     """Unplug (if plugged) and destroy the VM's VBD of the volume, then release its SR."""
-    vbd = find_vbd(session, vm_ref, volume.sr_uuid, volume.lun)
+    vbd = find_vbd(session, vm_ref, volume)
     if vbd is not None:
         if session.call_xenapi("VBD.get_currently_attached", vbd):
             disks.unplug_vbd(session, vbd, unplug_retries)
@@ -325,7 +287,7 @@ def detach(session: XenAPISession, vm_ref: str, volume: IscsiVolume, unplug_retr
 def attach_to(session: XenAPISession, vm_ref: str, connection_info: dict, mountpoint: str) -> None:
     """attach_volume: the volume at ``mountpoint`` of the VM, hot-plugged if it runs.  If any
     step fails, the SR this call introduced is forgotten again."""
-    volume = IscsiVolume.from_connection_info(connection_info)
+    volume = from_connection_info(connection_info)
     userdevice = device_number(mountpoint)
     if userdevice in _userdevices(session, vm_ref):
         raise exception.InvalidDevicePath(path=mountpoint)
@@ -343,7 +305,7 @@ def detach_from(session: XenAPISession, vm_ref: str | None, connection_info: dic
                 unplug_retries: int = 10) -> None:
     """detach_volume: the VM's VBD of the volume goes, then its SR if nothing else uses it.
     Without a VM (it is gone already) only the SR is released."""
-    volume = IscsiVolume.from_connection_info(connection_info)
+    volume = from_connection_info(connection_info)
     if vm_ref is None:
         release(session, volume)
         return
@@ -351,16 +313,16 @@ def detach_from(session: XenAPISession, vm_ref: str | None, connection_info: dic
 
 
 def extend(session: XenAPISession, connection_info: dict, requested_size: int) -> int:
-    """extend_volume: Cinder grew the LUN; a scan of its SR makes the VDI as big.  Returns the
-    size XAPI now reports."""
-    volume = IscsiVolume.from_connection_info(connection_info)
+    """extend_volume: Cinder grew the LUN or file; a scan of its SR makes the VDI as big.
+    Returns the size XAPI now reports."""
+    volume = from_connection_info(connection_info)
     with _sr_lock(volume.sr_uuid):
         sr = session.call_xenapi("SR.get_by_uuid", volume.sr_uuid)
-        vdi = _lun_vdi(session, sr, volume)
+        vdi = volume.find_vdi(session, sr)
         size = int(session.call_xenapi("VDI.get_virtual_size", vdi))
     if size < requested_size:
         raise exception.StorageError(
-            reason=f"volume {volume.volume_id}: the LUN is {size} bytes after a rescan, not "
+            reason=f"volume {volume.volume_id}: its VDI is {size} bytes after a rescan, not "
                    f"the {requested_size} Cinder asked for")
     return size
 
@@ -369,15 +331,13 @@ def detach_all(session: XenAPISession, vm_ref: str, block_device_info: dict | No
                unplug_retries: int = 10) -> None:
     """Every volume of ``block_device_info`` off the VM (a resize's source)."""
     for bdm in mappings(block_device_info):
-        detach(session, vm_ref, IscsiVolume.from_connection_info(bdm["connection_info"]),
-               unplug_retries)
+        detach(session, vm_ref, from_connection_info(bdm["connection_info"]), unplug_retries)
 
 
 def attach_all(session: XenAPISession, vm_ref: str, block_device_info: dict | None) -> None:
     """Every volume of ``block_device_info`` on the VM at its device (a reverted resize)."""
     for bdm in mappings(block_device_info):
-        volume = IscsiVolume.from_connection_info(bdm["connection_info"])
-        if find_vbd(session, vm_ref, volume.sr_uuid, volume.lun) is None:
+        if find_vbd(session, vm_ref, from_connection_info(bdm["connection_info"])) is None:
             attach_to(session, vm_ref, bdm["connection_info"], bdm["mount_device"])
 
 
@@ -385,5 +345,5 @@ def release_all(session: XenAPISession, block_device_info: dict | None) -> None:
     """After the VM went: the SRs of its volumes, if no other VM uses them."""
     for bdm in mappings(block_device_info):
         info = bdm.get("connection_info") or {}
-        if info.get("driver_volume_type") == "iscsi":
-            release(session, IscsiVolume.from_connection_info(info))
+        if info.get("driver_volume_type") in KINDS:
+            release(session, from_connection_info(info))

@@ -87,6 +87,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     MIGRATION_MIB_PER_S = 0.0
     #: seconds between the pool reconciler's rounds (0: no thread; tests call it themselves)
     POOL_RECONCILE_INTERVAL = 0
+    #: an NFS export ("server:/path") clients may introduce nfs SRs from; kept in
+    #: ``self.nfs_dir`` (xapisim's nfs_exports: no NFS server runs)
+    NFS_EXPORT: str | None = None
     glance_server = None
 
     @classmethod
@@ -114,6 +117,8 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.state_dir = tempfile.mkdtemp(prefix="nova-xenapi-ft-")
         self.addCleanup(shutil.rmtree, self.state_dir, True)
         self.device_dir = os.path.join(self.state_dir, "guest-devices")
+        self.nfs_dir = os.path.join(self.state_dir, "nfs-export")
+        os.mkdir(self.nfs_dir)
         first = self.POOL_HOSTS + 1
         others = [[HostConfig(f"127.0.0.{n + first}", f"xs-host-{n + first}",
                               self.HOST_MEMORY_MIB, 8)] for n in range(self.STANDALONE_HOSTS)]
@@ -122,6 +127,7 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                            shared_sr=self.SHARED_SR, migration_mib_per_s=self.MIGRATION_MIB_PER_S,
                            other_pools=others,
                            auth_failure_delay=0.0, device_dir=self.device_dir, sr_type=self.SR_TYPE,
+                           nfs_exports={self.NFS_EXPORT: self.nfs_dir} if self.NFS_EXPORT else {},
                            plugin_dirs=[] if self.BOOTSTRAP else [str(PLUGIN_DIR)])
         ssh = self.BOOTSTRAP or self.DOM0_SSH
         self.sim = Simulator(config, self.state_dir, ssh_port=0 if ssh else None).start()
