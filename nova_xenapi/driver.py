@@ -294,6 +294,12 @@ class XenAPIDriver(driver.ComputeDriver):
         ref = vm.lookup(self.session, instance.name)
         volumes.detach_from(self.session, ref, connection_info, self.host.unplug_retries)
 
+    def swap_volume(self, context: Any, old_connection_info: dict, new_connection_info: dict,
+                    instance: Any, mountpoint: str, resize_to: int) -> None:
+        # resize_to needs nothing here: the new volume's VDI is already as big as Cinder made it
+        volumes.swap(self.session, vm.find(self.session, instance), old_connection_info,
+                     new_connection_info, self.host.unplug_retries)
+
     def extend_volume(self, context: Any, connection_info: dict, instance: Any,
                       requested_size: int) -> int:
         return volumes.extend(self.session, connection_info, requested_size)

@@ -197,7 +197,7 @@ class DiskStore:
             # a differencing disk copied within its SR keeps pointing at the same parent
             subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(sp), str(dp)], check=True)
             return
-        self._fill(sp, src_fmt, dp, dst_fmt, size)
+        self._fill(sp, src_fmt, dp, dst_fmt, size, in_place=self.is_raw_file(*dst))
 
     def _copy_lun(self, src: tuple[str, str, str], dst: tuple[str, str, str], size: int) -> None:
         from . import iscsi_sr
@@ -236,13 +236,20 @@ class DiskStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _fill(self, src: Path, src_fmt: str, dst: Path, dst_fmt: str, size: int) -> None:
+    def _fill(self, src: Path, src_fmt: str, dst: Path, dst_fmt: str, size: int,
+              in_place: bool = False) -> None:
         """Make ``dst`` a disk of ``size`` holding ``src``'s contents, allocating only data.
 
         The copy goes into a new empty file (so ``--target-is-zero`` is true and
         qemu-img skips zero blocks instead of allocating them), which then
-        replaces ``dst``.
+        replaces ``dst``.  ``in_place`` writes a raw file where it is instead, as
+        tapdisk writes a file SR's raw VDI (other names of the file, such as a
+        Cinder NFS volume's own, keep seeing it).
         """
+        if in_place:
+            with self.flattened(src) as flat:
+                run_qemu_img("convert", "-n", "-f", src_fmt, "-O", "raw", str(flat), str(dst))
+            return
         tmp = dst.with_name(dst.name + ".new")
         self._create_at(tmp, dst_fmt, size)
         try:
@@ -296,7 +303,8 @@ class DiskStore:
                 iscsi_sr.write_from(target, lun, flat, src_fmt)
             return
         dst = self.path(sr_uuid, sr_type, vdi_uuid)
-        self._fill(src, src_fmt, dst, self.fmt_of(sr_uuid, sr_type, vdi_uuid), vdi_size)
+        self._fill(src, src_fmt, dst, self.fmt_of(sr_uuid, sr_type, vdi_uuid), vdi_size,
+                   in_place=self.is_raw_file(sr_uuid, sr_type, vdi_uuid))
 
     def export_file(self, sr_uuid: str, sr_type: str, vdi_uuid: str, fmt: str) -> tuple[Path, bool]:
         """A file holding the VDI in ``fmt``; True if it is a temporary to delete."""

@@ -26,6 +26,7 @@ from oslo_concurrency import lockutils
 from oslo_log import log as logging
 
 from nova_xenapi.errors import HostConnectionError, XenAPIError
+from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
 from nova_xenapi.storage import disks
 from nova_xenapi.storage.volume_sources import KINDS, Volume, from_connection_info
@@ -310,6 +311,48 @@ def detach_from(session: XenAPISession, vm_ref: str | None, connection_info: dic
         release(session, volume)
         return
     detach(session, vm_ref, volume, unplug_retries)
+
+
+def swap(session: XenAPISession, vm_ref: str, old_info: dict, new_info: dict,
+         unplug_retries: int = 10) -> None:
+    """swap_volume (Cinder migrating or retyping an attached volume): the old volume's bytes
+    are copied into the new one and the new one takes the old one's device.
+
+    XAPI cannot mirror a disk into a VDI the guest keeps writing to, so a
+    running guest's disk is hot-unplugged for the copy (``VDI.copy`` into
+    the new volume's VDI) and the new one hot-plugged at the same device.
+    Any failure puts the old volume back where it was and lets go of the new
+    one; the old volume's data is only ever read.
+    """
+    old, new = from_connection_info(old_info), from_connection_info(new_info)
+    vbd = find_vbd(session, vm_ref, old)
+    if vbd is None:
+        raise exception.VolumeNotFound(volume_id=old.volume_id)
+    rec = session.get_record("VBD", vbd) or {}
+    old_vdi, userdevice, plugged = rec["VDI"], rec["userdevice"], rec["currently_attached"]
+    new_sr, new_vdi = connect(session, new)
+    with Rollback() as rb:
+        rb.add(f"volume {new.volume_id}'s SR", release, session, new)
+        have, need = (int(session.call_xenapi("VDI.get_virtual_size", v)) for v in (new_vdi, old_vdi))
+        if have < need:
+            raise exception.InvalidVolume(reason=(
+                f"volume {new.volume_id} has {have} bytes, fewer than the {need} of volume "
+                f"{old.volume_id} it should take over"))
+        if plugged:
+            disks.unplug_vbd(session, vbd, unplug_retries)
+            rb.add(f"volume {old.volume_id} back into the guest", session.call_xenapi,
+                   "VBD.plug", vbd)
+        session.call_async("VDI.copy", old_vdi, new_sr, "OpaqueRef:NULL", new_vdi, timeout=None)
+        session.call_xenapi("VBD.destroy", vbd)
+        rb.add(f"volume {old.volume_id} at {userdevice} again", _reattach, session, vm_ref,
+               old_vdi, userdevice, plugged)
+        attach(session, vm_ref, new_vdi, userdevice, hotplug=plugged)
+    release(session, old)
+    LOG.info("Swapped volume %s for %s at device %s", old.volume_id, new.volume_id, userdevice)
+
+
+def _reattach(session: XenAPISession, vm_ref: str, vdi: str, userdevice: str, plugged: bool) -> None:
+    attach(session, vm_ref, vdi, userdevice, hotplug=plugged)
 
 
 def extend(session: XenAPISession, connection_info: dict, requested_size: int) -> int:

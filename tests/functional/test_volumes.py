@@ -37,9 +37,9 @@ class _VolumeBase(base.XenAPIFunctionalBase):
         self.cinder.VOLUME_CONNECTION_INFO = {}  # this test's volumes only
         self.image = self.make_image(base.image_data())
 
-    def volume(self, size: int = 16 * MIB, **data) -> tuple[str, Path]:
+    def volume(self, size: int = 16 * MIB, volume_id: str | None = None, **data) -> tuple[str, Path]:
         """A Cinder volume: its id, and the file behind its LUN."""
-        volume_id = str(uuid.uuid4())
+        volume_id = volume_id or str(uuid.uuid4())
         iqn = f"iqn.2010-10.org.openstack:volume-{volume_id}"
         lun_file = self.target.add_target(iqn, [size], chap=(CHAP_USER, CHAP_SECRET))[0]
         self.cinder.VOLUME_CONNECTION_INFO[volume_id] = {
@@ -353,3 +353,80 @@ class VolumeLiveMigrationTest(_VolumeBase):
         self.assertNoVolumeStorage()
         self.assertHostClean()
         self.assertTrue(self.same(data, lun_file.read_bytes()[:MIB]))
+
+
+class VolumeSwapTest(_VolumeBase):
+    """Cinder migrating an attached volume to another backend (an iSCSI LUN to an NFS file)
+    calls swap_volume: the bytes are copied into the new volume, which takes the old one's
+    device; the old LUN is only read, and its SR goes."""
+
+    NFS_EXPORT = "127.0.0.1:/srv/cinder-nfs"
+
+    def nfs_volume(self, volume_id: str, size: int) -> Path:
+        path = Path(self.nfs_dir) / f"volume-{volume_id}"
+        with open(path, "wb") as f:
+            f.truncate(size)
+        self.cinder.VOLUME_CONNECTION_INFO[volume_id] = {
+            "driver_volume_type": "nfs",
+            "data": {"export": self.NFS_EXPORT, "name": path.name, "format": "raw",
+                     "access_mode": "rw", "encrypted": False}}
+        return path
+
+    def device_of(self, server: dict, sr_type: str) -> tuple[dict, str] | None:
+        for vbd in self.vm_of(server)["VBDs"]:
+            rec = self.api_x.VBD.get_record(vbd)
+            if rec["VDI"] != "OpaqueRef:NULL" and \
+                    self.api_x.SR.get_type(self.api_x.VDI.get_SR(rec["VDI"])) == sr_type:
+                return rec, rec["userdevice"]
+        return None
+
+    def swap(self, server: dict, old: str, new: str) -> None:
+        # the API lets only Cinder (the service role) swap, and only a volume it is migrating:
+        # the fixture's SWAP_OLD_VOL is such a volume
+        self.admin_api.put_server_volume(server["id"], old, new)
+
+    def test_swap_an_iscsi_volume_for_an_nfs_one_on_a_running_server(self):
+        server = self._create_server(image_uuid=self.image, networks="none")
+        old, lun_file = self.volume(volume_id=self.cinder.SWAP_OLD_VOL)
+        new_file = self.nfs_volume(self.cinder.SWAP_NEW_VOL, 32 * MIB)
+        self._attach_volume(server, old)
+        [vbd] = self.volume_vbds(server)
+        data = os.urandom(3 * MIB)
+        self.write_through_xapi(vbd["VDI"], data)
+        self.swap(server, old, self.cinder.SWAP_NEW_VOL)
+        deadline = time.monotonic() + 30
+        while self.device_of(server, "nfs") is None:
+            self.assertLess(time.monotonic(), deadline, "the new volume never took the device")
+            time.sleep(0.2)
+        server = self._wait_for_state_change(server, "ACTIVE")
+        rec, device = self.device_of(server, "nfs")
+        self.assertEqual(vbd["userdevice"], device, "the new volume is not at the old device")
+        self.assertTrue(rec["currently_attached"], "not hot-plugged back into the guest")
+        self.assertTrue(self.same(data, new_file.read_bytes()[:len(data)]), "bytes not copied")
+        self.assertTrue(self.same(data, lun_file.read_bytes()[:len(data)]), "the old LUN changed")
+        self.assertEqual([], self.volume_srs(), "the old volume's SR stayed")
+        self._delete_server(server)
+        self.assertHostClean()
+        self.assertEqual([new_file.name], sorted(p.name for p in Path(self.nfs_dir).iterdir()))
+
+    def test_a_failed_copy_puts_the_old_volume_back(self):
+        server = self._create_server(image_uuid=self.image, networks="none")
+        old, _ = self.volume(volume_id=self.cinder.SWAP_OLD_VOL)
+        self.nfs_volume(self.cinder.SWAP_NEW_VOL, 32 * MIB)
+        self._attach_volume(server, old)
+        [before] = self.volume_vbds(server)
+        self.sim.faults.add("VDI.copy", "error", error=["SR_BACKEND_FAILURE_44", "",
+                                                        "There is insufficient space", ""])
+        try:
+            self.swap(server, old, self.cinder.SWAP_NEW_VOL)
+        except client.OpenStackApiException:
+            pass  # the functional stack casts as calls: the compute's error may reach the API
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self.sim.faults.clear()
+        [after] = self.volume_vbds(server)
+        self.assertEqual((before["VDI"], before["userdevice"]), (after["VDI"], after["userdevice"]))
+        self.assertTrue(after["currently_attached"])
+        self.assertIsNone(self.device_of(server, "nfs"))
+        self.assertEqual([], [r for r in self.api_x.SR.get_all_records().values()
+                              if r["type"] == "nfs" and r["other_config"].get("nova_volume_sr")])
+        self.assertIn("insufficient space", self.stdlog.logger.output)
