@@ -17,6 +17,7 @@ from oslo_log import log as logging
 from nova_xenapi import conf as xconf
 from nova_xenapi import (
     console,
+    device_metadata,
     events,
     lifecycle,
     live_migration,
@@ -48,7 +49,10 @@ class XenAPIDriver(driver.ComputeDriver):
         "supports_evacuate": True,
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
-        "supports_device_tagging": False,
+        # tagged disks and NICs in the config drive and metadata (device_metadata.py)
+        "supports_device_tagging": True,
+        "supports_tagged_attach_interface": True,
+        "supports_tagged_attach_volume": True,
         "supports_extend_volume": True,  # a rescan of the LUN's SR (storage/volumes.py)
         "supports_multiattach": False,
         "supports_trusted_certs": False,
@@ -288,11 +292,14 @@ class XenAPIDriver(driver.ComputeDriver):
             raise exception.VolumeEncryptionNotSupported(
                 volume_type="encrypted", volume_id=connection_info.get("data", {}).get("volume_id"))
         volumes.attach_to(self.session, vm.find(self.session, instance), connection_info, mountpoint)
+        device_metadata.update(context, instance)
 
     def detach_volume(self, context: Any, connection_info: dict, instance: Any, mountpoint: str,
                       encryption: Any = None) -> None:
         ref = vm.lookup(self.session, instance.name)
         volumes.detach_from(self.session, ref, connection_info, self.host.unplug_retries)
+        device_metadata.forget(instance, serial=(connection_info.get("data") or {}).get(
+            "volume_id") or connection_info.get("serial"))
 
     def swap_volume(self, context: Any, old_connection_info: dict, new_connection_info: dict,
                     instance: Any, mountpoint: str, resize_to: int) -> None:
@@ -476,9 +483,11 @@ class XenAPIDriver(driver.ComputeDriver):
 
     def attach_interface(self, context: Any, instance: Any, image_meta: Any, vif: Any) -> None:
         self.host.vifs.attach(vm.find(self.session, instance), vif)
+        device_metadata.update(context, instance)
 
     def detach_interface(self, context: Any, instance: Any, vif: Any) -> None:
         self.host.vifs.detach(vm.find(self.session, instance), vif["id"])
+        device_metadata.forget(instance, mac=vif["address"])
 
     # ------------------------------------------------------- guest access
     def get_vnc_console(self, context: Any, instance: Any) -> Any:

@@ -19,7 +19,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import vif_events, vm
+from nova_xenapi import device_metadata, vif_events, vm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -232,6 +232,7 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
         blank_disks.fill_ephemeral(session, ephemeral, size, os_type)
     if ephemeral is not None:
         disk_list.append((disks.EPHEMERAL, ephemeral, False, False))
+    device_metadata.update(context, instance)  # tags, before the config drive shows them
     if configdrive.required_by(instance):
         cd = _config_drive(host, rb, sr, instance, injected_files, admin_password, network_info)
         disk_list.append((disks.CONFIG_DRIVE, cd, False, True))

@@ -15,8 +15,13 @@
 * ``blank_disks``: swap and ephemeral disks, formatted here and sent as VHD.
 * ``root_partition``: ``auto_disk_config``. It grows the root partition and
   filesystem.
+* ``volume_sources``: what Cinder's connection info names (an iSCSI LUN or an
+  NFS file), its SR, and how it becomes a VDI.
+* ``volumes``: Cinder volumes' SR, PBD and VBD lifecycle: attach, detach,
+  extend, swap, and what migrations do with them.
 
 Imports flow one way: ``handlers`` → ``direct_vhd`` → ``images`` → ``disks``
-→ the session layer. Nothing here imports the modules that use storage
+→ the session layer, and ``volumes`` → ``volume_sources`` → the session layer
+and the plugin calls. Nothing here imports the modules that use storage
 (spawn, snapshot, migration).
 """

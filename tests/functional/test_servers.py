@@ -418,14 +418,18 @@ class InterfaceAndConsoleTest(base.XenAPIFunctionalBase):
 
     def test_attach_and_detach_an_interface_on_a_running_server(self):
         server = self._create_server(image_uuid=self.make_image(base.image_data()), networks="none")
+        self.api.microversion = "2.49"  # tagged attach
         self.api.attach_interface(server["id"], {"interfaceAttachment": {
-            "port_id": self.neutron.port_1["id"]}})
+            "port_id": self.neutron.port_1["id"], "tag": "frontend"}})
         vifs = [self.api_x.VIF.get_record(v) for v in self.vm_of(server)["VIFs"]]
-        self.assertEqual([self.neutron.port_1["mac_address"]], [v["MAC"] for v in vifs])
+        mac = self.neutron.port_1["mac_address"]
+        self.assertEqual([mac], [v["MAC"] for v in vifs])
         self.assertTrue(vifs[0]["currently_attached"], "hot-plugged into the running VM")
+        self.assertEqual([(mac, ["frontend"])], self._nic_tags(server))
         self.api.detach_interface(server["id"], self.neutron.port_1["id"])
         self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
         self.assertEqual([], self.vm_of(server)["VIFs"])
+        self.assertEqual([], self._nic_tags(server))
         self._delete_server(server)
         self.assertHostClean()
 
@@ -439,9 +443,14 @@ class InterfaceAndConsoleTest(base.XenAPIFunctionalBase):
         self.assertTrue(info.internal_access_path.startswith("/console?"))
         self._delete_server(server)
 
-    def _instance(self, server):
+    def _instance(self, server, *attrs):
         from nova import context, objects
-        return objects.Instance.get_by_uuid(context.get_admin_context(), server["id"])
+        return objects.Instance.get_by_uuid(context.get_admin_context(), server["id"],
+                                            expected_attrs=list(attrs))
+
+    def _nic_tags(self, server) -> list:
+        md = self._instance(server, "device_metadata").device_metadata
+        return [(d.mac, d.tags) for d in (md.devices if md else []) if "mac" in d]
 
 
 class HostPowerActionTest(base.XenAPIFunctionalBase):

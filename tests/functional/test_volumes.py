@@ -430,3 +430,60 @@ class VolumeSwapTest(_VolumeBase):
         self.assertEqual([], [r for r in self.api_x.SR.get_all_records().values()
                               if r["type"] == "nfs" and r["other_config"].get("nova_volume_sr")])
         self.assertIn("insufficient space", self.stdlog.logger.output)
+
+
+class DeviceTaggingTest(_VolumeBase):
+    """Tagged disks at boot and tagged volume attach: the guest finds the tags in the config
+    drive (openstack/latest/meta_data.json ``devices``) with the Xen bus and the device's
+    virtual block device number, and in the instance's device metadata after an attach."""
+
+    def meta_data(self, server: dict) -> dict:
+        import json
+        import subprocess
+        import tempfile
+        vbd, _ = self.disk(server, "3")  # the config drive
+        with tempfile.NamedTemporaryFile(suffix=".iso") as iso:
+            iso.write(self.read_vdi(vbd["VDI"], 4 * MIB))
+            iso.flush()
+            out = subprocess.run(["isoinfo", "-R", "-i", iso.name, "-x",
+                                  "/openstack/latest/meta_data.json"],
+                                 check=True, capture_output=True).stdout
+        return json.loads(out)
+
+    def device_metadata(self, server: dict) -> list[dict]:
+        from nova import context as nova_context
+        from nova import objects
+        inst = objects.Instance.get_by_uuid(nova_context.get_admin_context(), server["id"],
+                                            expected_attrs=["device_metadata"])
+        return [{"serial": d.serial, "tags": d.tags, "address": d.bus.address}
+                for d in (inst.device_metadata.devices if inst.device_metadata else [])]
+
+    def test_tags_at_boot_and_on_attach_reach_the_guest(self):
+        tagged, _ = self.volume()
+        self.api.microversion = "2.49"
+        body = {"server": {"name": "tagged", "flavorRef": "1", "networks": "none",
+                           "imageRef": self.image,
+                           "config_drive": True,
+                           "block_device_mapping_v2": [
+                               {"boot_index": 0, "uuid": self.image, "source_type": "image",
+                                "destination_type": "local"},
+                               {"boot_index": -1, "uuid": tagged, "source_type": "volume",
+                                "destination_type": "volume", "tag": "database"}]}}
+        server = self._wait_for_state_change(self.api.post_server(body), "ACTIVE")
+        xvde = str(202 << 8 | 4 << 4)  # volumes start at xvde (userdevice 4)
+        self.assertEqual([{"type": "disk", "bus": "xen", "address": xvde, "serial": tagged,
+                           "tags": ["database"]}], self.meta_data(server)["devices"])
+
+        second, _ = self.volume()
+        self.api.post_server_volume(server["id"], {"volumeAttachment": {"volumeId": second,
+                                                                        "tag": "logs"}})
+        self._wait_for_volume_attach(server["id"], second)
+        tags = {d["serial"]: (d["tags"], d["address"]) for d in self.device_metadata(server)}
+        self.assertEqual({tagged: (["database"], xvde),
+                          second: (["logs"], str(202 << 8 | 1 << 4))}, tags)  # xvdb: free
+        self.api.delete_server_volume(server["id"], second)
+        self._wait_for_volume_detach(server["id"], second)
+        self.assertEqual([tagged], [d["serial"] for d in self.device_metadata(server)])
+        self._delete_server(server)
+        self.assertNoVolumeStorage()
+        self.assertHostClean()
