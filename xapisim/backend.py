@@ -86,7 +86,8 @@ class Backend:
     # -- hosts -----------------------------------------------------------
     @property
     def pool_ref(self) -> str:
-        return self.store.all("pool")[0]
+        # the one pool row, read without the store's lock: every call asks (is_master)
+        return next(iter(self.store.tables["pool"]))
 
     @property
     def master_ref(self) -> str:

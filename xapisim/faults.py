@@ -78,6 +78,8 @@ class Faults:
             return [r.to_dict() for r in self._rules]
 
     def _take(self, wire: str) -> Rule | None:
+        if not self._rules:  # no lock needed to see there is nothing to take
+            return None
         with self._lock:
             for rule in self._rules:
                 if rule.match in ("*", wire):

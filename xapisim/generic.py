@@ -8,16 +8,48 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 from .call import Call
-from .datamodel import ClassDef, Message
+from .datamodel import ClassDef, Message, classes
 from .errors import XapiError
 from .query import compile_query
-from .values import coerce
+from .values import Int32, XDateTime, coerce
+
+_ATOMIC = frozenset({str, int, float, bool, type(None), XDateTime, Int32})
+
+
+def clone(v):
+    """A deep copy of a field's value; the types records hold are copied without ``copy``'s
+    memo bookkeeping, which dominated every ``get_record``."""
+    t = type(v)
+    if t in _ATOMIC:
+        return v
+    if t is dict:
+        return {k: x if type(x) in _ATOMIC else clone(x) for k, x in v.items()}
+    if t is list:
+        return [x if type(x) in _ATOMIC else clone(x) for x in v]
+    return copy.deepcopy(v)
+
+
+@functools.cache
+def _layout(cls: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A class's public field names, and those whose values are containers (sets, maps)."""
+    fields = classes()[cls].fields
+    return frozenset(fields), tuple(n for n, f in fields.items() if f.type.kind in ("set", "map"))
 
 
 def public_record(cdef: ClassDef, rec: dict) -> dict:
-    return {k: copy.deepcopy(v) for k, v in rec.items() if k in cdef.fields}
+    """A copy of a record's public fields, sharing nothing mutable with the store."""
+    names, containers = _layout(cdef.name)
+    out = dict(rec)
+    for k in out.keys() - names:
+        del out[k]
+    for k in containers:
+        v = out.get(k)
+        if v is not None and type(v) not in _ATOMIC:
+            out[k] = clone(v)
+    return out
 
 
 def run(call: Call, cdef: ClassDef, msg: Message, args: list):
@@ -51,7 +83,7 @@ def run(call: Call, cdef: ClassDef, msg: Message, args: list):
         if name.startswith("get_"):
             fname = name[4:]
             if fname in cdef.fields:
-                return copy.deepcopy(store.get(cls, args[0])[fname])
+                return clone(store.get(cls, args[0])[fname])
         if name.startswith("set_"):
             fname = name[4:]
             if fname in cdef.fields:

@@ -19,7 +19,30 @@ class RequestError(Exception):
     """The body is not a usable XML-RPC call (xapi answers HTTP 500)."""
 
 
+# A call whose parameters are all plain strings, as the SDKs send nearly every call
+# (session and object refs, uuids, names), optionally inside an XML declaration and
+# with whitespace between the tags.  Such a body decodes to exactly what the
+# standard unmarshaller gives, without an expat parser and its Python callbacks
+# per element; anything else (other types, entities, CDATA, comments) goes to it.
+_WS = r"[ \t\r\n]*"  # XML's whitespace between tags
+_TEXT = r"[^<>&\r\x00-\x08\x0b\x0c\x0e-\x1f]*"  # text expat passes on unchanged
+_SIMPLE_CALL = re.compile((
+    r"\A(?:<\?xml version=[\"']1\.0[\"'](?:[ \t\r\n]+encoding=[\"'](?i:utf-8)[\"'])?{ws}\?>)?{ws}"
+    r"<methodCall>{ws}<methodName>([A-Za-z0-9_.]+)</methodName>{ws}<params>("
+    r"(?:{ws}<param>{ws}<value>(?:<string>{text}</string>|{text})</value>{ws}</param>)*"
+    r"){ws}</params>{ws}</methodCall>{ws}\Z").replace("{ws}", _WS).replace("{text}", _TEXT).encode())
+_SIMPLE_PARAM = re.compile(
+    f"<value>(?:<string>({_TEXT})</string>|({_TEXT}))</value>".encode())
+
+
 def parse_call(body: bytes) -> tuple[str, list]:
+    m = _SIMPLE_CALL.match(body)
+    if m is not None:
+        try:
+            return m.group(1).decode(), [p.group(p.lastindex).decode()
+                                         for p in _SIMPLE_PARAM.finditer(m.group(2))]
+        except UnicodeDecodeError:
+            pass
     try:
         params, name = xmlrpc.client.loads(body, use_builtin_types=False)
     except (ExpatError, ValueError, TypeError, xmlrpc.client.ResponseError, IndexError) as e:
@@ -32,43 +55,90 @@ def parse_call(body: bytes) -> tuple[str, list]:
 
 
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# anything _esc would change: most strings have none of it and are sent as they are
+_SPECIAL = re.compile(r'[&<>"\x00-\x08\x0b\x0c\x0e-\x1f]').search
 
 
 def _esc(s: str) -> str:
+    if not _SPECIAL(s):
+        return s
     s = _CTRL.sub("", s)
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def value(v, out: list[str]) -> None:
-    """Append the XML-RPC encoding of ``v`` to ``out``."""
+def _str(v: str, out: list[str]) -> None:
+    out.append(f"<value>{v}</value>" if not _SPECIAL(v) else f"<value>{_esc(v)}</value>")
+
+
+def _struct(v: dict, out: list[str]) -> None:
+    append = out.append
+    append("<value><struct>")
+    for k, x in v.items():
+        if type(k) is not str:
+            k = str(k)
+        if type(x) is str:  # the common case, inline: string maps and most record fields
+            append(f"<member><name>{_esc(k)}</name><value>{_esc(x)}</value></member>")
+        else:
+            append(f"<member><name>{_esc(k)}</name>")
+            _ENCODERS.get(type(x), _other)(x, out)
+            append("</member>")
+    append("</struct></value>")
+
+
+def _array(v, out: list[str]) -> None:
+    append = out.append
+    append("<value><array><data>")
+    for x in v:
+        if type(x) is str:
+            append(f"<value>{_esc(x)}</value>")
+        else:
+            _ENCODERS.get(type(x), _other)(x, out)
+    append("</data></array></value>")
+
+
+def _other(v, out: list[str]) -> None:
+    """Values of other types, subclasses included, by what they are."""
     if isinstance(v, bool):
         out.append("<value><boolean>1</boolean></value>" if v else "<value><boolean>0</boolean></value>")
     elif isinstance(v, XDateTime):
         out.append(f"<value><dateTime.iso8601>{v}</dateTime.iso8601></value>")
     elif isinstance(v, str):
-        out.append(f"<value>{_esc(v)}</value>")
+        _str(v, out)
     elif isinstance(v, Int32):
         out.append(f"<value><i4>{int(v)}</i4></value>")
     elif isinstance(v, int):
-        out.append(f"<value>{v}</value>")
+        out.append(f"<value>{int(v)}</value>")
     elif isinstance(v, float):
         out.append(f"<value><double>{v:.16g}</double></value>")
     elif isinstance(v, dict):
-        out.append("<value><struct>")
-        for k, x in v.items():
-            out.append(f"<member><name>{_esc(str(k))}</name>")
-            value(x, out)
-            out.append("</member>")
-        out.append("</struct></value>")
+        _struct(v, out)
     elif isinstance(v, (list, tuple)):
-        out.append("<value><array><data>")
-        for x in v:
-            value(x, out)
-        out.append("</data></array></value>")
+        _array(v, out)
     elif v is None:
         out.append("<value></value>")
     else:
-        out.append(f"<value>{_esc(str(v))}</value>")
+        _str(str(v), out)
+
+
+# exact types first (one dict lookup per value); anything else goes through _other
+_ENCODERS = {
+    str: _str,
+    dict: _struct,
+    list: _array,
+    tuple: _array,
+    bool: lambda v, out: out.append("<value><boolean>1</boolean></value>" if v
+                                    else "<value><boolean>0</boolean></value>"),
+    int: lambda v, out: out.append(f"<value>{v}</value>"),
+    float: lambda v, out: out.append(f"<value><double>{v:.16g}</double></value>"),
+    XDateTime: lambda v, out: out.append(f"<value><dateTime.iso8601>{v}</dateTime.iso8601></value>"),
+    Int32: lambda v, out: out.append(f"<value><i4>{int(v)}</i4></value>"),
+    type(None): lambda v, out: out.append("<value></value>"),
+}
+
+
+def value(v, out: list[str]) -> None:
+    """Append the XML-RPC encoding of ``v`` to ``out``."""
+    _ENCODERS.get(type(v), _other)(v, out)
 
 
 def encode_value(v) -> str:
