@@ -7,6 +7,7 @@ raised inside become ``[code, params]`` as ``ExnHelper`` would.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 
@@ -24,6 +25,7 @@ messages.load_all()
 _EXTRA_WHERE = ("get_all_records_where", "get_all_where")
 
 
+@functools.lru_cache(maxsize=4096)
 def _lookup(name: str) -> tuple[ClassDef, Message] | None:
     cls_name, sep, msg_name = name.partition(".")
     if not sep:
@@ -109,6 +111,15 @@ class Dispatcher:
         if is_async:
             return tasks.run_async(call, name, lambda c: self._run(c, cdef, msg, args))
         return self._run(call, cdef, msg, args)
+
+    def is_quick(self, name: str) -> bool:
+        """Whether a call is one of xapi's generated messages, which never block: the RPC
+        loop answers those itself, anything else in a thread of its own."""
+        found = _lookup(name)
+        if found is None or name.startswith("Async."):
+            return found is None and not name.startswith("Async.")  # an unknown name fails at once
+        cdef, msg = found
+        return (cdef.name, msg.name) not in HANDLERS and (msg.implicit or msg.name in _EXTRA_WHERE)
 
     def _check_session(self, ref, wire: str) -> str:
         backend = self.backend

@@ -77,6 +77,10 @@ class Faults:
         with self._lock:
             return [r.to_dict() for r in self._rules]
 
+    def armed(self) -> bool:
+        """Whether any rule may still fire (a call may then sleep, drop or expire sessions)."""
+        return bool(self._rules)
+
     def _take(self, wire: str) -> Rule | None:
         if not self._rules:  # no lock needed to see there is nothing to take
             return None

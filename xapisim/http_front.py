@@ -1,13 +1,17 @@
 """The HTTP front of one simulated host: RPC endpoints and xapi's HTTP handlers.
 
-Built on the standard library's ``ThreadingHTTPServer`` (one thread per
-connection, HTTP/1.1 keep-alive), which is enough for a simulator and adds no
-dependency.  It only decodes and encodes; the backend holds all state.
+Built on the standard library's ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive),
+with no dependency.  Over plain HTTP, accepted connections go to ``rpc_front``'s
+selector loop, which answers RPC calls itself and hands any other request
+(with the bytes it read) back here, to a thread per connection; over HTTPS
+every connection has its thread here.  It only decodes and encodes; the
+backend holds all state.
 """
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import logging
 import ssl
@@ -19,16 +23,35 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import dispatcher, vdi_io, xva_io
+from . import dispatcher, rpc_front, vdi_io, xva_io
 from .errors import HttpError, XapiError
 from .faults import DropConnection
 from .wire import jsonrpc as jwire
 from .wire import xmlrpc as xwire
 
 LOG = logging.getLogger(__name__)
-MAX_RPC_SIZE = 300 * 1024
+MAX_RPC_SIZE = rpc_front.MAX_RPC_SIZE
 MAX_HEADER_LINE = 65536  # http.client's limits, which the standard parser applied
 MAX_HEADERS = 100
+
+
+class _Prefixed(io.RawIOBase):
+    """A socket's reader that first gives back bytes already read from it."""
+
+    def __init__(self, prefix: bytes, raw) -> None:
+        self.prefix = memoryview(prefix)
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self.prefix.nbytes:
+            n = min(len(b), self.prefix.nbytes)
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return self.raw.readinto(b)
 
 
 class Headers:
@@ -119,6 +142,32 @@ class HostServer(ThreadingHTTPServer):
         self.dispatcher = dispatcher.Dispatcher(backend, host_ref)
         self.ssl_context = ssl_context
         super().__init__(address, Handler)
+        # plain-HTTP RPC is served by one selector thread; HTTPS keeps a thread per connection
+        self.rpc_loop = rpc_front.RpcLoop(self, self.serve_classic) if ssl_context is None else None
+
+    http_date = staticmethod(http_date)
+
+    def process_request(self, request, client_address) -> None:
+        if self.rpc_loop is None:
+            return super().process_request(request, client_address)
+        self.rpc_loop.add(request, client_address)
+
+    def serve_classic(self, sock, addr, prefix: bytes = b"") -> None:
+        """Serve a connection with a thread of its own from now on, as ThreadingMixIn does,
+        its first bytes being ``prefix`` (what the RPC loop had already read)."""
+        def run() -> None:
+            try:
+                Handler(sock, addr, self, prefix)
+            except Exception:  # noqa: BLE001 - as socketserver.handle_error, without stderr
+                LOG.exception("HTTP handler failed")
+            finally:
+                self.shutdown_request(sock)
+        threading.Thread(target=run, daemon=True, name="xapisim-http").start()
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.rpc_loop is not None:
+            self.rpc_loop.stop()
 
     def rehome(self, backend, host_ref: str) -> None:
         """This host now belongs to another pool (after pool.join or pool.eject)."""
@@ -145,8 +194,14 @@ class Handler(BaseHTTPRequestHandler):
         """No access log: query strings carry session refs, and a line per request would
         drown the logs of whatever test or service uses the simulator."""
 
+    def __init__(self, request, client_address, server, prefix: bytes = b"") -> None:
+        self.prefix = prefix
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
         super().setup()
+        if self.prefix:
+            self.rfile = io.BufferedReader(_Prefixed(self.prefix, self.connection.makefile("rb", 0)))
         if isinstance(self.connection, ssl.SSLSocket):
             try:
                 self.connection.do_handshake()
@@ -228,16 +283,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":  # no status line or headers, as send_response
             self.wfile.write(body)
             return
-        head = [f"{self.protocol_version} {status} {self.responses[status][0]}\r\n"
-                f"Server: {self.version_string()}\r\nDate: {http_date()}\r\n"
-                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Access-Control-Allow-Origin: *\r\n"]
         for k, v in (headers or {}).items():
-            head.append(f"{k}: {v}\r\n")
             if k.lower() == "connection" and v.lower() in ("close", "keep-alive"):
                 self.close_connection = v.lower() == "close"
-        head.append("\r\n")
-        self.wfile.write("".join(head).encode("latin-1") + body)
+        self.wfile.write(rpc_front.response_head(status, ctype, len(body), http_date(), headers) + body)
 
     def _error_page(self, status: int, reason: str, text: str = "",
                     headers: dict | None = None) -> None:
@@ -358,12 +407,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, xwire.bare(dispatcher.all_wire_names()), "text/xml")
         if name == "system.isAlive":
             return self._send(200, xwire.success(params[0] if params else ""), "text/xml")
-        try:
-            result = self.server.dispatcher.dispatch(name, params)
-            out = xwire.success(result)
-        except XapiError as e:
-            out = xwire.failure(e.description)
-        self._send(200, out, "text/xml")
+        self._send(200, rpc_front.answer(self.server.dispatcher, "xml", name, params), "text/xml")
 
     def _jsonrpc(self, body: bytes) -> None:
         try:
@@ -373,12 +417,8 @@ class Handler(BaseHTTPRequestHandler):
         if name == "system.listMethods":
             return self._send(200, jwire.success(dispatcher.all_wire_names(), req_id, v2),
                               "application/json")
-        try:
-            result = self.server.dispatcher.dispatch(name, params)
-            out = jwire.success(result, req_id, v2)
-        except XapiError as e:
-            out = jwire.failure(e.description, req_id, v2)
-        self._send(200, out, "application/json")
+        self._send(200, rpc_front.answer(self.server.dispatcher, "json", name, params, req_id, v2),
+                   "application/json")
 
     # -- HTTP handlers -----------------------------------------------------
     def param(self, name: str) -> str | None:

@@ -60,27 +60,47 @@ _SPECIAL = re.compile(r'[&<>"\x00-\x08\x0b\x0c\x0e-\x1f]').search
 
 
 def _esc(s: str) -> str:
-    if not _SPECIAL(s):
-        return s
-    s = _CTRL.sub("", s)
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    """``s`` as XML text: control characters dropped, markup characters escaped.
+
+    Records send the same strings again and again, so each answer is remembered
+    (a dict lookup costs less than the regular expression that finds nothing).
+    """
+    e = _escaped.get(s)
+    if e is None:
+        e = s
+        if _SPECIAL(s):
+            e = _CTRL.sub("", s)
+            e = e.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        if len(s) <= 256:  # short ones only, and not too many: a bounded memory
+            if len(_escaped) >= 65536:
+                _escaped.clear()
+            _escaped[s] = e
+    return e
+
+
+_escaped: dict[str, str] = {}
 
 
 def _str(v: str, out: list[str]) -> None:
-    out.append(f"<value>{v}</value>" if not _SPECIAL(v) else f"<value>{_esc(v)}</value>")
+    out.append(f"<value>{_escaped.get(v) or _esc(v)}</value>")
 
 
 def _struct(v: dict, out: list[str]) -> None:
     append = out.append
+    get = _escaped.get
     append("<value><struct>")
     for k, x in v.items():
         if type(k) is not str:
             k = str(k)
-        if type(x) is str:  # the common case, inline: string maps and most record fields
-            append(f"<member><name>{_esc(k)}</name><value>{_esc(x)}</value></member>")
+        t = type(x)
+        k = get(k) or _esc(k)
+        if t is str:  # the common cases inline: string maps and most record fields
+            append(f"<member><name>{k}</name><value>{get(x) or _esc(x)}</value></member>")
+        elif t is int:
+            append(f"<member><name>{k}</name><value>{x}</value></member>")
         else:
-            append(f"<member><name>{_esc(k)}</name>")
-            _ENCODERS.get(type(x), _other)(x, out)
+            append(f"<member><name>{k}</name>")
+            _ENCODERS.get(t, _other)(x, out)
             append("</member>")
     append("</struct></value>")
 
@@ -88,9 +108,10 @@ def _struct(v: dict, out: list[str]) -> None:
 def _array(v, out: list[str]) -> None:
     append = out.append
     append("<value><array><data>")
+    get = _escaped.get
     for x in v:
         if type(x) is str:
-            append(f"<value>{_esc(x)}</value>")
+            append(f"<value>{get(x) or _esc(x)}</value>")
         else:
             _ENCODERS.get(type(x), _other)(x, out)
     append("</data></array></value>")
