@@ -1,30 +1,33 @@
-"""Image import throughput per image handler, next to a plain loopback copy of the same bytes.
+"""Image import throughput per image handler, and where the time goes.
 
 For each image size (64 MiB and 1 GiB by default) the script writes a raw image
-of non-zero bytes, then:
+of non-zero bytes, stores it in a real Glance API (its own process, file
+store; raw for the streaming handlers, a tar of one dynamic VHD for
+``direct_vhd``), and measures, in the same run:
 
-* plain copy: sends the bytes over a loopback TCP connection to a reader that
-  discards them, in the same 1 MiB chunks (the ceiling for any handler);
-* vdi_remote_stream: the driver's handler streams the image from an image
-  service (reading the file as Glance's client would) into a VDI through
-  ``PUT /import_raw_vdi`` of an ``xapisim serve`` running in its own process,
-  and waits for the import task.  The SR is ``ext``, so xapisim writes the
-  blocks of a VHD file as a host would.
+the rig, each component alone on the same bytes:
 
-* vdi_local_dev: the VDI is plugged into a running VM standing for the
-  compute VM, and the handler writes the image through the device file
-  xapisim shows for it (``--guest-device-dir``); the unplug writes the data
-  into the VHD.
+* plain copy: the bytes over a loopback TCP connection to a reader that
+  discards them, in 1 MiB chunks (the ceiling for anything here);
+* Glance download: ``curl`` fetching the image from Glance into /dev/null;
+* xapisim raw import: ``curl`` PUTting the raw file into a new VDI through
+  ``/import_raw_vdi`` (ext SR: xapisim writes a VHD file, as a host does);
 
-* direct_vhd: the image is a tar of one dynamic VHD holding the same bytes,
-  in a real Glance API process (file store); the driver asks the simulated
-  dom0's glance_vhd plugin to download it into the SR, then scans the SR.
-  Its plain copy is the same tarball over loopback.
+the product, each handler as nova-compute runs it (Nova's own Glance client):
 
-It prints MiB/s of image data for each, the ratio to the plain copy, and the
-driver process's peak Python heap during the import (tracemalloc) and its
-peak RSS, to show memory stays flat whatever the image size (with
-direct_vhd the bytes never enter the driver's process at all).
+* vdi_remote_stream: Glance → this process → ``PUT /import_raw_vdi``;
+* vdi_local_dev: Glance → this process → the VDI's block device (the VDI is
+  plugged into a running VM standing for the compute VM; the device is the
+  file xapisim shows for it, written back into the VHD at unplug);
+* direct_vhd: dom0's ``glance_vhd`` plugin downloads the tarball from Glance
+  straight into the SR, then the driver scans it.
+
+Each product line shows MiB/s, the ratio to the slowest rig component on its
+path (Glance download and xapisim import for vdi_remote_stream, Glance download
+for the others, and the plain copy for all), the CPU seconds per GiB spent in
+this process (nova-compute's side) and in xapisim (with its dom0 plugins and
+tools, which it waits for), the peak Python heap during the import
+(tracemalloc) and this process's peak RSS: memory stays flat whatever the size.
 
 Run: ``.venv/bin/python benchmarks/image_import.py [MiB ...]``
 """
@@ -43,12 +46,13 @@ os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
 
 import XenAPI  # noqa: E402
 from nova import conf as nova_conf  # noqa: E402
+from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402
 
 from nova_xenapi import this_vm  # noqa: E402
 from nova_xenapi.dom0 import PLUGIN_DIR  # noqa: E402
 from nova_xenapi.session import XenAPISession  # noqa: E402
-from nova_xenapi.storage import disks, images
+from nova_xenapi.storage import disks, images  # noqa: E402
 from nova_xenapi.storage.direct_vhd import DirectVhdHandler  # noqa: E402
 from nova_xenapi.testing import vhd_images  # noqa: E402
 from nova_xenapi.testing.glance_server import GlanceServer  # noqa: E402
@@ -58,23 +62,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from loopback import free_port, make_image, plain_copy  # noqa: E402
 
 MIB = 1 << 20
-CHUNK = MIB
+GIB = 1 << 30
 PASSWORD = "bench"
-
-
-class FileImages:
-    """An image service reading images from files in chunks, as Glance's download does."""
-
-    def __init__(self, paths: dict[str, str]) -> None:
-        self.paths = paths
-
-    def download(self, context, image_id, data=None, dst_path=None, trusted_certs=None):
-        with open(self.paths[image_id], "rb") as f:
-            while chunk := f.read(CHUNK):
-                data.write(chunk)
-
-
-
+RUNS = 2
 
 
 def start_sim(state: str, port: int, devices: str) -> subprocess.Popen:
@@ -90,7 +80,6 @@ def start_sim(state: str, port: int, devices: str) -> subprocess.Popen:
     return proc
 
 
-
 def compute_vm(session: XenAPISession, tmp: str, devices: str) -> None:
     """A running VM standing for the compute VM; this process takes it for its own."""
     x = XenAPI.Session(session.url)
@@ -103,27 +92,92 @@ def compute_vm(session: XenAPISession, tmp: str, devices: str) -> None:
         f.write(uuid)
     this_vm.HYPERVISOR_UUID = path
     this_vm.DEVICE_DIR = os.path.join(devices, uuid)
+    x.xenapi.session.logout()
 
 
-class TokenContext:
-    auth_token = "bench-token"
-    global_id = "req-bench"
+def cpu_of(pid: int) -> float:
+    """CPU seconds of a process and the children it has waited for (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_import(handler, session: XenAPISession, sr: str, meta, mib: int) -> tuple[float, float]:
-    tracemalloc.start()
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    vdi, _ = handler.fetch(TokenContext(), session, meta, sr, mib * MIB, f"bench-{mib}", {})
-    took = time.perf_counter() - start
-    _, heap_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    disks.destroy_vdi(session, vdi)
-    return took, heap_peak
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
-def _direct_vhd(glance_api, session: XenAPISession, sr: str, raw: str, tmp: str,
-                mib: int) -> tuple[float, float]:
-    """Best of 2 direct_vhd imports of ``raw`` as a one-VHD tarball; (seconds, peak heap)."""
+class Measure:
+    """Wall time, CPU of this process and of xapisim, peak heap, over one run."""
+
+    def __init__(self, sim_pid: int) -> None:
+        self.sim_pid = sim_pid
+
+    def __enter__(self) -> Measure:
+        tracemalloc.start()
+        self.cpu0, self.sim0 = own_cpu(), cpu_of(self.sim_pid)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        self.cpu = own_cpu() - self.cpu0
+        self.sim_cpu = cpu_of(self.sim_pid) - self.sim0
+        self.heap = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
+def best(runs: list[Measure]) -> Measure:
+    return min(runs, key=lambda m: m.seconds)
+
+
+def rig(glance_url: str, raw_id: str, tar_id: str, sim_url: str, sr: str, path: str,
+        mib: int) -> dict[str, float]:
+    """MiB/s of each rig component alone (best of RUNS)."""
+    out = {"plain copy": mib / min(plain_copy(path) for _ in range(RUNS))}
+    for name, image_id in (("Glance download", raw_id), ("Glance download (tar)", tar_id)):
+        out[name] = mib / min(timed(["curl", "-sSf", "-o", "/dev/null",
+                                     f"{glance_url}/v2/images/{image_id}/file"])
+                              for _ in range(RUNS))
+    x = XenAPI.Session(sim_url)
+    x.xenapi.login_with_password("root", PASSWORD, "2.21", "bench-rig")
+    seconds = []
+    for _ in range(RUNS):
+        vdi = x.xenapi.VDI.create({
+            "name_label": "bench-rig", "name_description": "", "SR": sr,
+            "virtual_size": str(mib * MIB), "type": "user", "sharable": False, "read_only": False,
+            "other_config": {}, "xenstore_data": {}, "sm_config": {}, "tags": []})
+        url = f"{sim_url}/import_raw_vdi?session_id={x._session}&vdi={vdi}&format=raw"
+        seconds.append(timed(["curl", "-sSf", "-H", "Expect:", "-T", path, url]))
+        x.xenapi.VDI.destroy(vdi)
+    x.xenapi.session.logout()
+    out["xapisim raw import"] = mib / min(seconds)
+    return out
+
+
+def product(handler, ctx, session: XenAPISession, sr: str, meta, mib: int,
+            sim_pid: int) -> Measure:
+    runs = []
+    for _ in range(RUNS):
+        with Measure(sim_pid) as m:
+            vdi, _ = handler.fetch(ctx, session, meta, sr, mib * MIB, f"bench-{mib}", {})
+        disks.destroy_vdi(session, vdi)
+        runs.append(m)
+    return best(runs)
+
+
+def glance_images(glance_url: str, raw: str, tmp: str) -> tuple[str, str, int]:
+    """The raw image, and a tar of one dynamic VHD of it, in Glance: (raw id, tar id, tar size)."""
+    raw_id = vhd_images.create_image(glance_url, disk_format="raw", container_format="bare",
+                                     name="bench-raw")
+    with open(raw, "rb") as f:
+        vhd_images.upload(glance_url, raw_id, f)
     vhd = os.path.join(tmp, "image.vhd")
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o",
                     "subformat=dynamic,force_size=on", raw, vhd], check=True)
@@ -131,15 +185,12 @@ def _direct_vhd(glance_api, session: XenAPISession, sr: str, raw: str, tmp: str,
     with open(tar, "wb") as f:
         vhd_images.tarball([vhd], out=f)
     os.unlink(vhd)
-    image_id = vhd_images.create_image(glance_api.url)
+    tar_id = vhd_images.create_image(glance_url, name="bench-vhd")
     with open(tar, "rb") as f:
-        vhd_images.upload(glance_api.url, image_id, f)
-    meta = objects.ImageMeta.from_dict({"id": image_id, "disk_format": "vhd",
-                                        "container_format": "ovf", "size": os.path.getsize(tar),
-                                        "properties": {}})
+        vhd_images.upload(glance_url, tar_id, f)
+    size = os.path.getsize(tar)
     os.unlink(tar)
-    runs = [timed_import(DirectVhdHandler(), session, sr, meta, mib) for _ in range(2)]
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+    return raw_id, tar_id, size
 
 
 def main() -> int:
@@ -148,35 +199,47 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp, \
             GlanceServer(os.path.join(tmp, "glance")) as glance_api:
         nova_conf.CONF.set_override("api_servers", [glance_api.url], "glance")
+        ctx = nova_context.RequestContext("bench-user", "bench-project", auth_token="bench-token",
+                                         is_admin=True)
         port = free_port()
         devices = os.path.join(tmp, "devices")
         sim = start_sim(os.path.join(tmp, "state"), port, devices)
+        sim_url = f"http://127.0.0.1:{port}"
         try:
-            session = XenAPISession(f"http://127.0.0.1:{port}", "root", PASSWORD)
+            session = XenAPISession(sim_url, "root", PASSWORD)
             sr = disks.find_sr(session, "default-sr:true")
             compute_vm(session, tmp, devices)
-            print("image import, raw image of non-zero bytes, xapisim (ext SR) in its own process,")
-            print("best of 2 runs each")
-            print(f"{'size':>8} {'handler':>18} {'MiB/s':>7} {'plain MiB/s':>12} {'ratio':>6} "
-                  f"{'peak heap MiB':>14} {'peak RSS MiB':>13}")
+            print(f"image import: a raw image of non-zero bytes in Glance ({glance_api.server}), "
+                  f"xapisim (ext SR) in its own process; best of {RUNS} runs each")
             for mib in sizes:
                 path = os.path.join(tmp, f"img-{mib}.raw")
                 make_image(path, mib * MIB)
-                plain = min(plain_copy(path) for _ in range(2))
-                meta = objects.ImageMeta.from_dict({"id": "img", "disk_format": "raw",
-                                                    "size": mib * MIB, "properties": {}})
-                store = FileImages({"img": path})
-                for handler in (images.RemoteStreamHandler(store), images.LocalDevHandler(store)):
-                    runs = [timed_import(handler, session, sr, meta, mib) for _ in range(2)]
-                    took = min(r[0] for r in runs)
-                    heap = max(r[1] for r in runs)
+                raw_id, tar_id, tar_size = glance_images(glance_api.url, path, tmp)
+                parts = rig(glance_api.url, raw_id, tar_id, sim_url, sr, path, mib)
+                print(f"\n{mib} MiB. The rig, each component alone (MiB/s):")
+                for name, rate in parts.items():
+                    print(f"  {name:<24} {rate:7.0f}")
+                print(f"  {'handler':<18} {'MiB/s':>7} {'bound by':>22} {'ratio':>6} "
+                      f"{'CPU s/GiB ours':>15} {'xapisim':>8} {'heap MiB':>9} {'RSS MiB':>8}")
+                raw_meta = objects.ImageMeta.from_dict({"id": raw_id, "disk_format": "raw",
+                                                        "container_format": "bare",
+                                                        "size": mib * MIB, "properties": {}})
+                tar_meta = objects.ImageMeta.from_dict({"id": tar_id, "disk_format": "vhd",
+                                                        "container_format": "ovf",
+                                                        "size": tar_size, "properties": {}})
+                for handler, meta, path_parts in (
+                        (images.RemoteStreamHandler(), raw_meta,
+                         ("plain copy", "Glance download", "xapisim raw import")),
+                        (images.LocalDevHandler(), raw_meta, ("plain copy", "Glance download")),
+                        (DirectVhdHandler(), tar_meta, ("plain copy", "Glance download (tar)"))):
+                    m = product(handler, ctx, session, sr, meta, mib, sim.pid)
+                    bound = min(path_parts, key=parts.get)
+                    rate = mib / m.seconds
+                    per_gib = GIB / (mib * MIB)
                     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                    print(f"{mib:>6}Mi {handler.name:>18} {mib / took:>7.0f} {mib / plain:>12.0f} "
-                          f"{plain / took:>6.2f} {heap / MIB:>14.1f} {rss:>13.0f}")
-                took, heap = _direct_vhd(glance_api, session, sr, path, tmp, mib)
-                print(f"{mib:>6}Mi {'direct_vhd':>18} {mib / took:>7.0f} {mib / plain:>12.0f} "
-                      f"{plain / took:>6.2f} {heap / MIB:>14.1f} "
-                      f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:>13.0f}")
+                    print(f"  {handler.name:<18} {rate:7.0f} {bound:>22} {rate / parts[bound]:6.2f} "
+                          f"{m.cpu * per_gib:15.2f} {m.sim_cpu * per_gib:8.2f} "
+                          f"{m.heap / MIB:9.1f} {rss:8.0f}")
                 os.unlink(path)
             session.close()
         finally:

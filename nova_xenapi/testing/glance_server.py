@@ -1,22 +1,20 @@
 """A real Glance API (the ``glance`` package from PyPI) in its own process, for tests and benchmarks.
 
 Glance no longer ships a standalone server: its API is a WSGI application
-(``glance.wsgi.api``) meant for uWSGI or mod_wsgi.  Here it is served by
-``cheroot`` (CherryPy's pure-Python, threaded WSGI server, which unlike the
-standard library's reads HTTP chunked request bodies as glanceclient and
-the dom0 plugin send them), over HTTP or HTTPS, with the file store, a
-SQLite database made by ``glance-manage db sync`` and no Keystone
-(``[paste_deploy] flavor`` empty: every request is an admin's, any token is
-accepted).
+(``glance.wsgi.api``) meant for uWSGI or mod_wsgi.  Here it is served as
+Glance's docs and deployments serve it, by uWSGI (from PyPI, as in
+``scripts/cloud``), over HTTP or HTTPS, reading HTTP chunked request bodies
+as glanceclient and the dom0 plugin send them, with the file store (reading
+and writing in 1 MiB chunks), a SQLite database made by ``glance-manage db
+sync`` and no Keystone (``[paste_deploy] flavor`` empty: every request is an
+admin's, any token is accepted).
 
-``python -m nova_xenapi.testing.glance_server --config-dir D --port P`` is the
-child process; ``GlanceServer`` writes the configuration, starts it, waits
-until it answers and stops it.
+``GlanceServer`` writes the configuration, starts uWSGI, waits until Glance
+answers and stops it.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import ssl
@@ -31,6 +29,15 @@ from nova_xenapi.testing import rig
 START_TIMEOUT = 90.0
 
 
+def _uwsgi() -> str:
+    """uWSGI's command, from this Python's environment (the ``uWSGI`` package) or PATH."""
+    beside = Path(sys.executable).parent / "uwsgi"
+    found = str(beside) if beside.exists() else shutil.which("uwsgi")
+    if not found:
+        raise RuntimeError("uwsgi not found: install the uWSGI package (pip install uWSGI)")
+    return found
+
+
 def _paste_ini() -> Path:
     for prefix in (sys.prefix, sys.base_prefix, "/usr/local", "/usr"):
         path = Path(prefix) / "etc/glance/glance-api-paste.ini"
@@ -41,6 +48,8 @@ def _paste_ini() -> Path:
 
 class GlanceServer:
     """A Glance API process keeping its images under ``workdir``."""
+
+    server = "uWSGI"  # what serves the WSGI application
 
     def __init__(self, workdir: Path, tls: tuple[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
@@ -66,6 +75,7 @@ worker_self_reference_url = {self.url}
 default_backend = fs
 [fs]
 filesystem_store_datadir = {store}
+filesystem_store_chunk_size = 1048576
 [os_glance_staging_store]
 filesystem_store_datadir = {staging}
 [os_glance_tasks_store]
@@ -86,12 +96,20 @@ enforce_scope = false
         subprocess.run([sys.executable, "-m", "glance.cmd.manage", "--config-file",
                         str(conf_dir / "glance-api.conf"), "db", "sync"],
                        check=True, capture_output=True)
-        args = [sys.executable, "-m", __name__, "--config-dir", str(conf_dir),
-                "--port", str(self.port)]
-        if self.tls:
-            args += ["--cert", self.tls[0], "--key", self.tls[1]]
+        address = f"127.0.0.1:{self.port}"
+        socket_arg = ["--https-socket", f"{address},{self.tls[0]},{self.tls[1]}"] if self.tls \
+            else ["--http-socket", address]
+        args = [_uwsgi(), *socket_arg, "--module", "glance.wsgi.api:application",
+                "--virtualenv", sys.prefix, "--master", "--processes", "1", "--threads", "8",
+                "--enable-threads", "--lazy-apps", "--die-on-term", "--need-app",
+                "--buffer-size", "65535", "--http-auto-chunked", "--http-chunked-input",
+                "--http-raw-body",
+                # uwsgi.chunked_read() refuses chunks over 1 MB unless told otherwise
+                "--chunked-input-limit", str(64 << 20), "--socket-timeout", "60",
+                "--disable-logging", "--hook-master-start", "unix_signal:15 gracefully_kill_them_all"]
         log = open(self.workdir / "server.log", "wb")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "OS_GLANCE_CONFIG_DIR": str(conf_dir)})
         log.close()
         self._wait()
         return self
@@ -120,27 +138,3 @@ enforce_scope = false
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-dir", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--cert")
-    parser.add_argument("--key")
-    opts = parser.parse_args()
-    os.environ["OS_GLANCE_CONFIG_DIR"] = opts.config_dir
-    from cheroot import wsgi
-    from glance.common import wsgi_app
-
-    server = wsgi.Server(("127.0.0.1", opts.port), wsgi_app.init_app(), numthreads=8)
-    if opts.cert:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-        server.ssl_adapter = BuiltinSSLAdapter(opts.cert, opts.key)
-    try:
-        server.start()
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()
