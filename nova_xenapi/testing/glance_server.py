@@ -106,6 +106,9 @@ enforce_scope = false
                 "--http-raw-body",
                 # uwsgi.chunked_read() refuses chunks over 1 MB unless told otherwise
                 "--chunked-input-limit", str(64 << 20), "--socket-timeout", "60",
+                # uWSGI's http-socket closes each connection after its answer: say so, or a
+                # client reusing a pooled connection meets a reset (as scripts/cloud does)
+                "--add-header", "Connection: close",
                 "--disable-logging", "--hook-master-start", "unix_signal:15 gracefully_kill_them_all"]
         log = open(self.workdir / "server.log", "wb")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
