@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import http.client
 import json
+import lzma
 import os
 import queue
 import re
@@ -35,6 +36,7 @@ import tarfile
 import tempfile
 import threading
 import urllib.parse
+import zlib
 
 import dom0_pluginlib
 import dom0_vhdchain
@@ -124,29 +126,133 @@ class _Md5Reader:
         return self.md5.hexdigest()
 
 
+class _Prefixed:
+    """A reader giving back the bytes already taken from the head of ``reader`` first."""
+
+    def __init__(self, head, reader):
+        self.head = head
+        self.reader = reader
+
+    def read(self, n=-1):
+        if self.head:
+            if n < 0 or n >= len(self.head):
+                data, self.head = self.head, b""
+                return data + (self.reader.read(n - len(data)) if n > len(data) else b"")
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.reader.read(n)
+
+
+_COMPRESSED = (b"\x1f\x8b", b"BZ", b"\xfd7")  # gzip, bzip2 and xz magic
+
+
+def _read_exactly(body, n):
+    data = body.read(n)
+    if len(data) < n:
+        raise EOFError("the tar ends inside a member")
+    return data
+
+
+def _pax_records(data):
+    """The keywords of a pax extended header (``"<len> <key>=<value>\n"`` records)."""
+    out = {}
+    pos = 0
+    while pos < len(data) and data[pos:pos + 1] != b"\0":
+        length, _, rest = data[pos:pos + 32].partition(b" ")
+        if not length.isdigit() or int(length) <= 0:
+            raise tarfile.ReadError("invalid pax header")
+        record = data[pos:pos + int(length)]
+        key, _, value = record.partition(b" ")[2].rstrip(b"\n").partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += int(length)
+    return out
+
+
+def _tar_members(body):
+    """(TarInfo, reader of its data) for each member of an uncompressed tar stream.
+
+    The headers are tarfile's (``TarInfo.frombuf``: checksums, base-256 sizes);
+    the data goes straight from ``body`` to the caller, which tarfile's stream
+    mode would copy three times more through its own buffers.  pax extended
+    headers (``size``, ``path``) and GNU long names apply to the next member,
+    as tarfile applies them; other special members are yielded as they are,
+    for the caller to refuse.
+    """
+    pax = {}
+    while True:
+        block = _read_exactly(body, tarfile.BLOCKSIZE)
+        if block == tarfile.NUL * tarfile.BLOCKSIZE:
+            return
+        info = tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+        if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME,
+                         tarfile.GNUTYPE_LONGLINK):
+            data = _read_exactly(body, info.size)
+            _skip_padding(body, info.size)
+            if info.type == tarfile.XHDTYPE:
+                pax = _pax_records(data)
+            elif info.type == tarfile.GNUTYPE_LONGNAME:
+                pax["path"] = data.rstrip(b"\0").decode(tarfile.ENCODING, "surrogateescape")
+            continue
+        if "size" in pax:
+            if not pax["size"].isdigit():
+                raise tarfile.ReadError("invalid pax size")
+            info.size = int(pax["size"])
+        if "path" in pax:
+            info.name = pax["path"]
+        if any(key.startswith("GNU.sparse") for key in pax):
+            info.type = tarfile.GNUTYPE_SPARSE  # its data is laid out otherwise: refused below
+        pax = {}
+        yield info
+        if info.isreg():
+            _skip_padding(body, info.size)
+
+
+def _skip_padding(body, size):
+    _read_exactly(body, -size % tarfile.BLOCKSIZE)
+
+
+def _copy_member(body, size, out):
+    left = size
+    while left:
+        data = _read_exactly(body, min(CHUNK, left))
+        out.write(data)
+        left -= len(data)
+
+
 def _receive(resp, staging, image_id):
-    """Extract the ``<n>.vhd`` members of the tar stream into ``staging``; their count."""
+    """Extract the ``<n>.vhd`` members of the tar stream (gzip allowed) into ``staging``;
+    their count."""
     body = _Md5Reader(resp)
     seen = set()
     try:
-        with tarfile.open(fileobj=body, mode="r|*", bufsize=CHUNK) as tar:
-            for member in tar:
-                m = _MEMBER.match(member.name)
-                if not m or not member.isreg():
-                    _fail("IMAGE_BAD_MEMBER", image_id, member.name[:80])
-                number = int(m.group(1))
-                if number in seen or number >= MAX_CHAIN:
-                    _fail("IMAGE_BAD_MEMBER", image_id, member.name[:80])
-                seen.add(number)
-                free = os.statvfs(staging)
-                if member.size > free.f_bavail * free.f_frsize:
-                    _fail("SR_FULL", member.size, free.f_bavail * free.f_frsize)
-                source = tar.extractfile(member)
-                with open(os.path.join(staging, f"{number}.vhd"), "wb") as out:
+        head = body.read(2)
+        if head in _COMPRESSED:  # tarfile's stream mode decompresses
+            tar = tarfile.open(fileobj=_Prefixed(head, body), mode="r|*", bufsize=CHUNK)
+            members = ((m, tar.extractfile(m)) for m in tar)
+        else:
+            tar = None
+            members = ((m, None) for m in _tar_members(_Prefixed(head, body)))
+        for member, source in members:
+            m = _MEMBER.match(member.name)
+            if not m or not member.isreg() or member.type == tarfile.GNUTYPE_SPARSE:
+                _fail("IMAGE_BAD_MEMBER", image_id, member.name[:80])
+            number = int(m.group(1))
+            if number in seen or number >= MAX_CHAIN:
+                _fail("IMAGE_BAD_MEMBER", image_id, member.name[:80])
+            seen.add(number)
+            free = os.statvfs(staging)
+            if member.size > free.f_bavail * free.f_frsize:
+                _fail("SR_FULL", member.size, free.f_bavail * free.f_frsize)
+            with open(os.path.join(staging, f"{number}.vhd"), "wb") as out:
+                if source is not None:
                     shutil.copyfileobj(source, out, CHUNK)
-            while body.read(CHUNK):  # the tar's trailing padding counts for the checksum
-                pass
-    except (tarfile.TarError, EOFError, OSError) as e:
+                else:
+                    _copy_member(body, member.size, out)
+        if tar is not None:
+            tar.close()
+        while body.read(CHUNK):  # the tar's trailing padding counts for the checksum
+            pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         _fail("IMAGE_NOT_A_TAR", image_id, str(e)[:200])
     expected = resp.getheader("Content-MD5")
     got = body.hexdigest()
