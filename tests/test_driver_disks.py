@@ -44,3 +44,35 @@ def test_an_import_that_does_not_fit_fails_with_xapis_error_and_leaves_no_task(s
     assert e.value.code == "VDI_IO_ERROR"
     assert s.call_xenapi("task.get_all") == []
     disks.destroy_vdi(s, vdi)
+
+
+def test_a_streamed_import_sends_every_byte_even_from_a_reused_buffer(sim):
+    """A buffer the caller refills at once does not change what was sent."""
+    s = XenAPISession(sim.url, "root", PASSWORD)
+    sr = disks.find_sr(s, "default-sr:true")
+    vdi = disks.create_vdi(s, sr, "u", "swap", "streamed", 8 * MIB)
+    buf = bytearray(MIB)
+    with disks.importer(s, vdi, "raw", 8 * MIB, 60) as writer:
+        for n in range(8):
+            buf[:] = bytes([n + 1]) * MIB
+            writer.write(buf)
+    with disks.exporter(s, vdi, "raw") as r:
+        assert r.read() == b"".join(bytes([n + 1]) * MIB for n in range(8))
+    disks.destroy_vdi(s, vdi)
+
+
+def test_a_failed_streamed_import_raises_and_leaves_no_task(sim):
+    s = XenAPISession(sim.url, "root", PASSWORD)
+    sr = disks.find_sr(s, "default-sr:true")
+    vdi = disks.create_vdi(s, sr, "u", "swap", "too-big", 2 * MIB)
+    tasks_before = set(s.call_xenapi("task.get_all"))
+    with pytest.raises(XenAPIError):
+        with disks.importer(s, vdi, "raw", 3 * MIB, 60) as writer:
+            for _ in range(3):
+                writer.write(b"x" * MIB)
+    with pytest.raises(ValueError):
+        with disks.importer(s, vdi, "raw", MIB, 60) as writer:
+            writer.write(b"y" * 4096)
+            raise ValueError("the image service failed")
+    assert set(s.call_xenapi("task.get_all")) == tasks_before
+    disks.destroy_vdi(s, vdi)
