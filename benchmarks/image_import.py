@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import urllib.request
 
 os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
 
@@ -208,18 +209,56 @@ def hashing(path: str, mib: int) -> dict[str, float]:
 
 
 def product(handler, ctx, session: XenAPISession, sr: str, meta, mib: int,
-            sim_pid: int) -> Measure:
-    runs = []
+            sim_pid: int) -> tuple[Measure, str]:
+    """The best of RUNS imports, and the VDI of the last one (for the upload)."""
+    runs, vdi = [], None
     for _ in range(RUNS):
+        if vdi is not None:
+            disks.destroy_vdi(session, vdi)
         with Measure(sim_pid) as m:
             vdi, _ = handler.fetch(ctx, session, meta, sr, mib * MIB, f"bench-{mib}", {})
-        disks.destroy_vdi(session, vdi)
+        runs.append(m)
+    return best(runs), vdi
+
+
+def snapshot_upload(handler, ctx, session: XenAPISession, glance_url: str, vdi: str,
+                    sim_pid: int) -> Measure:
+    """The best of RUNS uploads of ``vdi`` as a new image, as a snapshot sends its disk."""
+    runs = []
+    for _ in range(RUNS):
+        image_id = vhd_images.create_image(glance_url, name="bench-snapshot")
+        with Measure(sim_pid) as m:
+            handler.upload(ctx, session, image_id, vdi, {"name": "bench-snapshot"})
+        delete_image(glance_url, image_id)
         runs.append(m)
     return best(runs)
 
 
-def glance_images(glance_url: str, raw: str, tmp: str) -> tuple[str, str, int]:
-    """The raw image, and a tar of one dynamic VHD of it, in Glance: (raw id, tar id, tar size)."""
+def delete_image(glance_url: str, image_id: str) -> None:
+    req = urllib.request.Request(f"{glance_url}/v2/images/{image_id}", method="DELETE")
+    urllib.request.urlopen(req, timeout=60).close()
+
+
+def upload_rig(glance_url: str, sim_url: str, vdi: str, vhd: str, mib: int) -> dict[str, float]:
+    """MiB/s of image data for the upload's rig components alone: curl PUTting the VHD into
+    Glance (which hashes what it stores), and curl taking the VDI out of xapisim as a VHD."""
+    up = []
+    for _ in range(RUNS):
+        image_id = vhd_images.create_image(glance_url, name="bench-rig")
+        up.append(timed(["curl", "-sSf", "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
+                         "-T", vhd, f"{glance_url}/v2/images/{image_id}/file"]))
+        delete_image(glance_url, image_id)
+    x = XenAPI.Session(sim_url)
+    x.xenapi.login_with_password("root", PASSWORD, "2.21", "bench-rig")
+    url = f"{sim_url}/export_raw_vdi?session_id={x._session}&vdi={vdi}&format=vhd"
+    down = min(timed(["curl", "-sSf", "-o", "/dev/null", url]) for _ in range(RUNS))
+    x.xenapi.session.logout()
+    return {"Glance upload": mib / min(up), "xapisim VHD export": mib / down}
+
+
+def glance_images(glance_url: str, raw: str, tmp: str) -> tuple[str, str, int, str]:
+    """The raw image, and a tar of one dynamic VHD of it, in Glance: (raw id, tar id, tar size,
+    the VHD's path)."""
     raw_id = vhd_images.create_image(glance_url, disk_format="raw", container_format="bare",
                                      name="bench-raw")
     with open(raw, "rb") as f:
@@ -230,13 +269,27 @@ def glance_images(glance_url: str, raw: str, tmp: str) -> tuple[str, str, int]:
     tar = os.path.join(tmp, "image.tar")
     with open(tar, "wb") as f:
         vhd_images.tarball([vhd], out=f)
-    os.unlink(vhd)
     tar_id = vhd_images.create_image(glance_url, name="bench-vhd")
     with open(tar, "rb") as f:
         vhd_images.upload(glance_url, tar_id, f)
     size = os.path.getsize(tar)
     os.unlink(tar)
-    return raw_id, tar_id, size
+    return raw_id, tar_id, size, vhd
+
+
+# the rig components a snapshot upload passes through, by handler
+UPLOAD_PATHS = {"vdi_remote_stream": ("plain copy", "Glance upload", "xapisim VHD export"),
+                "vdi_local_dev": ("plain copy", "Glance upload", "xapisim guest device"),
+                "direct_vhd": ("plain copy", "Glance upload", "MD5 (dom0 plugin's)")}
+
+
+def report(name: str, m: Measure, path_parts, parts: dict[str, float], mib: int) -> None:
+    bound = min(path_parts, key=parts.get)
+    rate = mib / m.seconds
+    per_gib = GIB / (mib * MIB)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  {name:<18} {rate:7.0f} {bound:>22} {rate / parts[bound]:6.2f} "
+          f"{m.cpu * per_gib:15.2f} {m.sim_cpu * per_gib:8.2f} {m.heap / MIB:9.1f} {rss:8.0f}")
 
 
 def main() -> int:
@@ -260,7 +313,7 @@ def main() -> int:
             for mib in sizes:
                 path = os.path.join(tmp, f"img-{mib}.raw")
                 make_image(path, mib * MIB)
-                raw_id, tar_id, tar_size = glance_images(glance_api.url, path, tmp)
+                raw_id, tar_id, tar_size, vhd = glance_images(glance_api.url, path, tmp)
                 parts = rig(glance_api.url, raw_id, tar_id, sim_url, sr, path, mib)
                 parts["xapisim guest device"] = device_rig(session, sr, path, mib)
                 print(f"\n{mib} MiB. The rig, each component alone (MiB/s):")
@@ -274,6 +327,7 @@ def main() -> int:
                 tar_meta = objects.ImageMeta.from_dict({"id": tar_id, "disk_format": "vhd",
                                                         "container_format": "ovf",
                                                         "size": tar_size, "properties": {}})
+                uploads: list = []
                 for handler, meta, path_parts in (
                         (images.RemoteStreamHandler(), raw_meta,
                          ("plain copy", "Glance download", "xapisim raw import",
@@ -283,15 +337,20 @@ def main() -> int:
                           "SHA-512 (Nova's check)")),
                         (DirectVhdHandler(), tar_meta,
                          ("plain copy", "Glance download (tar)", "MD5 (dom0 plugin's)"))):
-                    m = product(handler, ctx, session, sr, meta, mib, sim.pid)
-                    bound = min(path_parts, key=parts.get)
-                    rate = mib / m.seconds
-                    per_gib = GIB / (mib * MIB)
-                    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                    print(f"  {handler.name:<18} {rate:7.0f} {bound:>22} {rate / parts[bound]:6.2f} "
-                          f"{m.cpu * per_gib:15.2f} {m.sim_cpu * per_gib:8.2f} "
-                          f"{m.heap / MIB:9.1f} {rss:8.0f}")
+                    m, vdi = product(handler, ctx, session, sr, meta, mib, sim.pid)
+                    report(handler.name, m, path_parts, parts, mib)
+                    if not uploads:
+                        parts.update(upload_rig(glance_api.url, sim_url, vdi, vhd, mib))
+                    uploads.append((handler, vdi))
+                print("  snapshot upload of the imported disk:")
+                for handler, vdi in uploads:
+                    m = snapshot_upload(handler, ctx, session, glance_api.url, vdi, sim.pid)
+                    report(handler.name, m, UPLOAD_PATHS[handler.name], parts, mib)
+                    disks.destroy_vdi(session, vdi)
+                for name in ("Glance upload", "xapisim VHD export"):
+                    print(f"    ({name} alone: {parts[name]:.0f} MiB/s)")
                 os.unlink(path)
+                os.unlink(vhd)
             session.close()
         finally:
             sim.terminate()

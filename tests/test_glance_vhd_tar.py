@@ -91,3 +91,20 @@ def test_special_members_are_yielded_for_the_plugin_to_refuse(plugin):
     sparse.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
     raw = sparse.tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024
     assert next(plugin._tar_members(io.BytesIO(raw))).type == tarfile.GNUTYPE_SPARSE
+
+
+def test_the_upload_tar_reads_back_with_tarfile_and_the_plugins_reader(plugin, tmp_path):
+    datas = [os.urandom(n) for n in (3 * 1024 * 1024 + 5, 512, 0)]
+    files = []
+    for i, d in enumerate(datas):
+        path = tmp_path / f"vdi-{i}.vhd"
+        path.write_bytes(d)
+        files.append(str(path))
+    out = io.BytesIO()
+    plugin._send_tar(out, files)
+    raw = out.getvalue()
+    assert len(raw) % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert [(m.name, tar.extractfile(m).read()) for m in tar] == \
+            [(f"{i}.vhd", d) for i, d in enumerate(datas)]
+    assert _read_all(plugin, raw) == [(f"{i}.vhd", d) for i, d in enumerate(datas)]

@@ -304,20 +304,55 @@ class _ChunkedSender:
         self.sent = 0
 
     def write(self, data):
+        if not self.buffer and len(data) >= CHUNK:  # a whole chunk already: no copy
+            self._send_chunk(data)
+            return len(data)
         self.buffer += data
         if len(self.buffer) >= CHUNK:
             self._flush()
         return len(data)
 
+    def _send_chunk(self, data):
+        self.conn.send(b"%x\r\n" % len(data))
+        self.conn.send(data)
+        self.conn.send(b"\r\n")
+        self.sent += len(data)
+
     def _flush(self):
         if self.buffer:
-            self.conn.send(b"%x\r\n" % len(self.buffer) + bytes(self.buffer) + b"\r\n")
-            self.sent += len(self.buffer)
+            self._send_chunk(bytes(self.buffer))
             self.buffer = bytearray()
 
     def finish(self):
         self._flush()
         self.conn.send(b"0\r\n\r\n")
+
+
+def _send_tar(out, files):
+    """The tar tarfile's ``w|`` mode writes (pax format: headers from ``TarInfo.tobuf``, data
+    padded to blocks, two zero blocks, the record padded), each file's data written to
+    ``out`` as it is read, without passing through tarfile's stream buffers."""
+    total = 0
+    for n, path in enumerate(files):
+        st = os.stat(path)
+        info = tarfile.TarInfo(f"{n}.vhd")
+        info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), 0o644
+        header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+        out.write(header)
+        with open(path, "rb") as f:
+            left = st.st_size
+            while left:
+                data = f.read(min(CHUNK, left))
+                if not data:
+                    raise OSError(f"{path} shrank while it was sent")
+                out.write(data)
+                left -= len(data)
+        padding = -st.st_size % tarfile.BLOCKSIZE
+        out.write(tarfile.NUL * padding)
+        total += len(header) + st.st_size + padding
+    end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+    total += len(end)
+    out.write(end + tarfile.NUL * (-total % tarfile.RECORDSIZE))
 
 
 def upload_vhd(session, args):
@@ -335,13 +370,15 @@ def upload_vhd(session, args):
         conn.putheader("Transfer-Encoding", "chunked")
         conn.endheaders()
         sender = _ChunkedSender(conn)
-        # tarfile's stream mode takes no compresslevel before Python 3.12: gzip around it
-        out = gzip.GzipFile(fileobj=sender, mode="wb", compresslevel=level) if level else sender
-        with tarfile.open(fileobj=out, mode="w|") as tar:
-            for n, path in enumerate(files):
-                tar.add(path, arcname=f"{n}.vhd", recursive=False)
         if level:
+            # tarfile's stream mode takes no compresslevel before Python 3.12: gzip around it
+            out = gzip.GzipFile(fileobj=sender, mode="wb", compresslevel=level)
+            with tarfile.open(fileobj=out, mode="w|") as tar:
+                for n, path in enumerate(files):
+                    tar.add(path, arcname=f"{n}.vhd", recursive=False)
             out.close()
+        else:
+            _send_tar(sender, files)
         sender.finish()
         resp = conn.getresponse()
         _check_http(resp, image_id)
