@@ -165,3 +165,21 @@ def test_stopping_closes_idle_connections():
         _read_answer(s, bytearray())
     assert s.recv(1) == b""
     s.close()
+
+
+def test_an_unexpected_error_drops_one_connection_and_the_loop_goes_on(sim, session, monkeypatch):
+    from xapisim import rpc_front
+    real, failed = rpc_front.answer, []
+
+    def broken_once(*args, **kwargs):
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug in the simulator")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rpc_front, "answer", broken_once)
+    body = xmlrpc.client.dumps((session._session,), "VM.get_all").encode()
+    with _connect(sim) as s:
+        s.sendall(_post(body))
+        assert s.recv(100) == b""  # this connection is dropped...
+    assert failed and session.xenapi.VM.get_all()  # ...and the loop serves the next call

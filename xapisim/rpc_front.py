@@ -118,14 +118,17 @@ class RpcLoop:
 
     def _give(self, conn: _Conn) -> None:
         self._incoming.append(conn)
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the loop is already awake, or stopped
+        except OSError:
+            pass  # the loop is already awake (the pipe is full), or stopped
 
     def stop(self) -> None:
         self._stopping = True
-        self._give_stop()
+        self._wake()
         self.thread.join(5)
         for conn in list(self._conns) + list(self._incoming):
             if not conn.busy:
@@ -133,12 +136,6 @@ class RpcLoop:
         self._wake_r.close()
         self._wake_w.close()
         self.selector.close()
-
-    def _give_stop(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:
-            pass
 
     # -- the loop -------------------------------------------------------------
     def _run(self) -> None:
@@ -149,12 +146,17 @@ class RpcLoop:
                 return
             for key, mask in events:
                 conn = key.data
-                if conn is None:
-                    self._take_incoming()
-                elif mask & selectors.EVENT_WRITE:
-                    self._flush(conn)
-                else:
-                    self._readable(conn)
+                try:
+                    if conn is None:
+                        self._take_incoming()
+                    elif mask & selectors.EVENT_WRITE:
+                        self._flush(conn)
+                    else:
+                        self._readable(conn)
+                except Exception:  # noqa: BLE001 - one connection's failure must not stop the loop
+                    LOG.exception("RPC loop: dropping a connection after an unexpected error")
+                    if conn is not None:
+                        self._drop(conn)
 
     def _take_incoming(self) -> None:
         try:
