@@ -21,6 +21,21 @@ def sim(tmp_path):
         yield s
 
 
+@pytest.fixture(scope="module")
+def rpc_sim():
+    """One host shared by a module's tests of the wire."""
+    with Simulator(SimConfig(password=PASSWORD, auth_failure_delay=0)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def rpc_session(rpc_sim):
+    s = XenAPI.Session(rpc_sim.url)
+    s.xenapi.login_with_password("root", PASSWORD, "2.21", "wire-tests")
+    yield s
+    s.xenapi.session.logout()
+
+
 @pytest.fixture
 def xapi(sim):
     session = XenAPI.Session(sim.url)

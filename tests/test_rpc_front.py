@@ -12,23 +12,8 @@ import xmlrpc.client
 import pytest
 import XenAPI
 
+from tests.conftest import PASSWORD
 from xapisim import SimConfig, Simulator
-
-PW = "pw"
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(SimConfig(password=PW, auth_failure_delay=0)) as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def session(sim):
-    s = XenAPI.Session(sim.url)
-    s.xenapi.login_with_password("root", PW, "2.21", "test")
-    yield s
-    s.xenapi.session.logout()
 
 
 def _post(body: bytes, path: str = "/", extra: str = "", version: str = "HTTP/1.1") -> bytes:
@@ -59,17 +44,17 @@ def _value(answer: bytes):
     return out
 
 
-def _connect(sim) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", sim.port), timeout=10)
+def _connect(rpc_sim) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", rpc_sim.port), timeout=10)
 
 
-def test_answers_match_the_thread_per_connection_handler_byte_for_byte(sim, session):
-    vm = session.xenapi.VM.get_all()[0]
-    body = xmlrpc.client.dumps((session._session, vm), "VM.get_record").encode()
+def test_answers_match_the_thread_per_connection_handler_byte_for_byte(rpc_sim, rpc_session):
+    vm = rpc_session.xenapi.VM.get_all()[0]
+    body = xmlrpc.client.dumps((rpc_session._session, vm), "VM.get_record").encode()
     answers = []
     # the plain request is the loop's; a folded header line sends it to the classic handler
     for extra in ("", "X-Folded: a\r\n b\r\n"):
-        with _connect(sim) as s:
+        with _connect(rpc_sim) as s:
             s.sendall(_post(body, extra=extra))
             answers.append(_read_answer(s, bytearray()))
     no_date = [re.sub(rb"Date: [^\r]*", b"", a) for a in answers]
@@ -77,59 +62,59 @@ def test_answers_match_the_thread_per_connection_handler_byte_for_byte(sim, sess
     assert _value(answers[0])["Status"] == "Success"
 
 
-def test_pipelined_calls_are_answered_in_order_quick_or_not(sim, session):
-    sid = session._session
-    vm = session.xenapi.VM.get_all()[0]
-    token = session.xenapi.event_from(["vm"], "", 0.0)["token"]
+def test_pipelined_calls_are_answered_in_order_quick_or_not(rpc_sim, rpc_session):
+    sid = rpc_session._session
+    vm = rpc_session.xenapi.VM.get_all()[0]
+    token = rpc_session.xenapi.event_from(["vm"], "", 0.0)["token"]
     calls = [xmlrpc.client.dumps((sid, vm), "VM.get_uuid"),
              xmlrpc.client.dumps((sid, ["vm"], token, 0.3), "event.from"),  # blocks, in a thread
              xmlrpc.client.dumps((sid, vm), "VM.get_name_label")]
-    with _connect(sim) as s:
+    with _connect(rpc_sim) as s:
         s.sendall(b"".join(_post(c.encode()) for c in calls))
         buf = bytearray()
         got = [_value(_read_answer(s, buf))["Value"] for _ in calls]
-    assert got[0] == session.xenapi.VM.get_uuid(vm)
+    assert got[0] == rpc_session.xenapi.VM.get_uuid(vm)
     assert "token" in got[1]
-    assert got[2] == session.xenapi.VM.get_name_label(vm)
+    assert got[2] == rpc_session.xenapi.VM.get_name_label(vm)
 
 
-def test_a_blocked_call_does_not_hold_up_other_connections(sim, session):
-    token = session.xenapi.event_from(["vm"], "", 0.0)["token"]
-    waiter = XenAPI.Session(sim.url)
-    waiter.xenapi.login_with_password("root", PW, "2.21", "waiter")
+def test_a_blocked_call_does_not_hold_up_other_connections(rpc_sim, rpc_session):
+    token = rpc_session.xenapi.event_from(["vm"], "", 0.0)["token"]
+    waiter = XenAPI.Session(rpc_sim.url)
+    waiter.xenapi.login_with_password("root", PASSWORD, "2.21", "waiter")
     done = threading.Event()
     t = threading.Thread(target=lambda: (waiter.xenapi.event_from(["pool"], token, 3.0), done.set()))
     t.start()
     time.sleep(0.2)
     started = time.monotonic()
     for _ in range(50):
-        session.xenapi.VM.get_all()
+        rpc_session.xenapi.VM.get_all()
     assert time.monotonic() - started < 2.0 and not done.is_set()
     t.join()
     waiter.xenapi.session.logout()
 
 
-def test_a_request_trickling_in_byte_by_byte(sim, session):
-    body = xmlrpc.client.dumps((session._session,), "VM.get_all").encode()
-    with _connect(sim) as s:
+def test_a_request_trickling_in_byte_by_byte(rpc_sim, rpc_session):
+    body = xmlrpc.client.dumps((rpc_session._session,), "VM.get_all").encode()
+    with _connect(rpc_sim) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for b in _post(body):
             s.send(bytes([b]))
         assert _value(_read_answer(s, bytearray()))["Status"] == "Success"
 
 
-def test_http_1_0_and_connection_close_are_answered_then_closed(sim, session):
-    body = xmlrpc.client.dumps((session._session,), "VM.get_all").encode()
+def test_http_1_0_and_connection_close_are_answered_then_closed(rpc_sim, rpc_session):
+    body = xmlrpc.client.dumps((rpc_session._session,), "VM.get_all").encode()
     for request in (_post(body, version="HTTP/1.0"), _post(body, extra="Connection: close\r\n")):
-        with _connect(sim) as s:
+        with _connect(rpc_sim) as s:
             s.sendall(request)
             _read_answer(s, bytearray())
             assert s.recv(1) == b""
 
 
-def test_json_rpc_and_http_handlers_share_a_keep_alive_connection(sim, session):
-    sid = session._session
-    with _connect(sim) as s:
+def test_json_rpc_and_http_handlers_share_a_keep_alive_connection(rpc_sim, rpc_session):
+    sid = rpc_session._session
+    with _connect(rpc_sim) as s:
         buf = bytearray()
         j = json.dumps({"jsonrpc": "2.0", "method": "VM.get_all", "params": [sid], "id": 1}).encode()
         s.sendall(_post(j, path="/jsonrpc"))
@@ -139,27 +124,27 @@ def test_json_rpc_and_http_handlers_share_a_keep_alive_connection(sim, session):
         assert s.recv(100).startswith(b"HTTP/1.1 403 ")
 
 
-def test_a_malformed_body_gets_xapis_error_page(sim):
-    with _connect(sim) as s:
+def test_a_malformed_body_gets_xapis_error_page(rpc_sim):
+    with _connect(rpc_sim) as s:
         s.sendall(_post(b"<methodCall><oops"))
         assert _read_answer(s, bytearray()).startswith(b"HTTP/1.1 500 ")
 
 
-def test_a_dropped_call_closes_only_its_connection(sim, session):
-    sim.faults.add("VM.get_all", "drop", count=5)  # the SDK tries a dropped call again
+def test_a_dropped_call_closes_only_its_connection(rpc_sim, rpc_session):
+    rpc_sim.faults.add("VM.get_all", "drop", count=5)  # the SDK tries a dropped call again
     try:
         with pytest.raises((ConnectionError, OSError, xmlrpc.client.ProtocolError)):
-            dropped = XenAPI.Session(sim.url)
-            dropped.xenapi.login_with_password("root", PW, "2.21", "drop")
+            dropped = XenAPI.Session(rpc_sim.url)
+            dropped.xenapi.login_with_password("root", PASSWORD, "2.21", "drop")
             dropped.xenapi.VM.get_all()
     finally:
-        sim.faults.clear()
-    assert session.xenapi.VM.get_all()
+        rpc_sim.faults.clear()
+    assert rpc_session.xenapi.VM.get_all()
 
 
 def test_stopping_closes_idle_connections():
-    with Simulator(SimConfig(password=PW)) as sim:
-        s = _connect(sim)
+    with Simulator(SimConfig(password=PASSWORD)) as rpc_sim:
+        s = _connect(rpc_sim)
         body = xmlrpc.client.dumps(("x",), "VM.get_all").encode()
         s.sendall(_post(body))
         _read_answer(s, bytearray())
@@ -167,7 +152,7 @@ def test_stopping_closes_idle_connections():
     s.close()
 
 
-def test_an_unexpected_error_drops_one_connection_and_the_loop_goes_on(sim, session, monkeypatch):
+def test_an_unexpected_error_drops_one_connection_and_the_loop_goes_on(rpc_sim, rpc_session, monkeypatch):
     from xapisim import rpc_front
     real, failed = rpc_front.answer, []
 
@@ -178,8 +163,8 @@ def test_an_unexpected_error_drops_one_connection_and_the_loop_goes_on(sim, sess
         return real(*args, **kwargs)
 
     monkeypatch.setattr(rpc_front, "answer", broken_once)
-    body = xmlrpc.client.dumps((session._session,), "VM.get_all").encode()
-    with _connect(sim) as s:
+    body = xmlrpc.client.dumps((rpc_session._session,), "VM.get_all").encode()
+    with _connect(rpc_sim) as s:
         s.sendall(_post(body))
         assert s.recv(100) == b""  # this connection is dropped...
-    assert failed and session.xenapi.VM.get_all()  # ...and the loop serves the next call
+    assert failed and rpc_session.xenapi.VM.get_all()  # ...and the loop serves the next call

@@ -8,27 +8,6 @@ import socket
 import threading
 import xmlrpc.client
 
-import pytest
-import XenAPI
-
-from xapisim import SimConfig, Simulator
-
-PW = "pw"
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(SimConfig(password=PW, auth_failure_delay=0)) as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def session(sim):
-    s = XenAPI.Session(sim.url)
-    s.xenapi.login_with_password("root", PW, "2.21", "robustness")
-    yield s
-    s.xenapi.session.logout()
-
 
 def _post(body: bytes) -> bytes:
     return (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
@@ -53,14 +32,14 @@ def _answer(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + rest
 
 
-def _state(session) -> tuple:
-    x = session.xenapi
+def _state(rpc_session) -> tuple:
+    x = rpc_session.xenapi
     return (sorted(x.VM.get_all()), sorted(x.VDI.get_all()), sorted(x.SR.get_all()))
 
 
-def test_hundreds_of_connections_at_once_are_all_answered(sim, session):
-    body = xmlrpc.client.dumps((session._session,), "VM.get_all").encode()
-    socks = [socket.create_connection(("127.0.0.1", sim.port), timeout=30) for _ in range(300)]
+def test_hundreds_of_connections_at_once_are_all_answered(rpc_sim, rpc_session):
+    body = xmlrpc.client.dumps((rpc_session._session,), "VM.get_all").encode()
+    socks = [socket.create_connection(("127.0.0.1", rpc_sim.port), timeout=30) for _ in range(300)]
     try:
         for s in socks:
             s.sendall(_post(body))
@@ -71,36 +50,36 @@ def test_hundreds_of_connections_at_once_are_all_answered(sim, session):
     assert all(a.startswith(b"HTTP/1.1 200 ") and b"Success" in a for a in answers)
 
 
-def test_a_client_stalled_halfway_holds_up_nobody(sim, session):
-    before = _state(session)
-    body = xmlrpc.client.dumps((session._session,), "VM.get_all").encode()
+def test_a_client_stalled_halfway_holds_up_nobody(rpc_sim, rpc_session):
+    before = _state(rpc_session)
+    body = xmlrpc.client.dumps((rpc_session._session,), "VM.get_all").encode()
     stalled = []
     for cut in (10, len(_post(body)) - 5):  # inside the head, then inside the body
-        s = socket.create_connection(("127.0.0.1", sim.port), timeout=30)
+        s = socket.create_connection(("127.0.0.1", rpc_sim.port), timeout=30)
         s.sendall(_post(body)[:cut])
         stalled.append(s)
     done = []
-    t = threading.Thread(target=lambda: done.append(_state(session)))
+    t = threading.Thread(target=lambda: done.append(_state(rpc_session)))
     t.start()
     t.join(10)
     assert done == [before]
     for s in stalled:
         s.close()
-    assert _state(session) == before
+    assert _state(rpc_session) == before
 
 
-def test_an_oversized_body_is_refused_with_413(sim, session):
-    before = _state(session)
-    with socket.create_connection(("127.0.0.1", sim.port), timeout=30) as s:
+def test_an_oversized_body_is_refused_with_413(rpc_sim, rpc_session):
+    before = _state(rpc_session)
+    with socket.create_connection(("127.0.0.1", rpc_sim.port), timeout=30) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n" + b"x" * 65536)
         assert _answer(s).startswith(b"HTTP/1.1 413 ")
-    assert _state(session) == before
+    assert _state(rpc_session) == before
 
 
-def test_garbage_bodies_get_errors_and_change_nothing(sim, session):
-    before = _state(session)
+def test_garbage_bodies_get_errors_and_change_nothing(rpc_sim, rpc_session):
+    before = _state(rpc_session)
     rng = random.Random(1234)
-    valid = xmlrpc.client.dumps((session._session, "x"), "VM.get_by_uuid").encode()
+    valid = xmlrpc.client.dumps((rpc_session._session, "x"), "VM.get_by_uuid").encode()
     for i in range(60):
         if i % 3 == 0:
             body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))
@@ -111,8 +90,8 @@ def test_garbage_bodies_get_errors_and_change_nothing(sim, session):
             body = bytes(body)
         else:  # a valid call cut short
             body = valid[:rng.randrange(len(valid))]
-        with socket.create_connection(("127.0.0.1", sim.port), timeout=30) as s:
+        with socket.create_connection(("127.0.0.1", rpc_sim.port), timeout=30) as s:
             s.sendall(_post(body))
             answer = _answer(s)
         assert answer == b"" or answer.split(b" ")[1] in (b"200", b"400", b"500"), answer[:200]
-    assert _state(session) == before
+    assert _state(rpc_session) == before
