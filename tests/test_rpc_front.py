@@ -52,10 +52,10 @@ def test_answers_match_the_thread_per_connection_handler_byte_for_byte(rpc_sim, 
     vm = rpc_session.xenapi.VM.get_all()[0]
     body = xmlrpc.client.dumps((rpc_session._session, vm), "VM.get_record").encode()
     answers = []
-    # the plain request is the loop's; a folded header line sends it to the classic handler
-    for extra in ("", "X-Folded: a\r\n b\r\n"):
+    # "/" is the loop's; "/?q" is no RPC path of its, so the classic handler routes it to "/"
+    for path in ("/", "/?q"):
         with _connect(rpc_sim) as s:
-            s.sendall(_post(body, extra=extra))
+            s.sendall(_post(body, path=path))
             answers.append(_read_answer(s, bytearray()))
     no_date = [re.sub(rb"Date: [^\r]*", b"", a) for a in answers]
     assert no_date[0] == no_date[1]
@@ -92,6 +92,14 @@ def test_a_blocked_call_does_not_hold_up_other_connections(rpc_sim, rpc_session)
     assert time.monotonic() - started < 2.0 and not done.is_set()
     t.join()
     waiter.xenapi.session.logout()
+
+
+def test_folded_and_repeated_headers_are_read_as_the_classic_handler_reads_them(rpc_sim, rpc_session):
+    body = xmlrpc.client.dumps((rpc_session._session,), "VM.get_all").encode()
+    with _connect(rpc_sim) as s:
+        s.sendall(_post(body, extra="X-Folded: a\r\n b\r\nConnection: close\r\nConnection: keep-alive\r\n"))
+        assert _value(_read_answer(s, bytearray()))["Status"] == "Success"
+        assert s.recv(1) == b""  # the first Connection header counts: closed
 
 
 def test_a_request_trickling_in_byte_by_byte(rpc_sim, rpc_session):

@@ -16,7 +16,7 @@ import pytest
 
 from xapisim import SimConfig, Simulator, generic, host_configs
 from xapisim.datamodel import classes
-from xapisim.http_front import HeaderError, read_headers
+from xapisim.http_head import HeaderError, parse_head, read_headers
 from xapisim.values import Int32, XDateTime
 from xapisim.wire import xmlrpc as xwire
 
@@ -130,6 +130,8 @@ def test_headers_are_read_as_http_client_read_them() -> None:
     assert h.get("cookie") == "one=1"  # the first, as email.message.Message.get
     assert h.get("missing", "d") == "d"
     assert f.read() == b"BODY"
+    whole = parse_head(raw.partition(b"\r\n\r\n")[0])  # the RPC loop's way, on a head read whole
+    assert whole._h == h._h
 
 
 def test_too_many_or_too_long_headers_are_refused() -> None:
@@ -137,6 +139,10 @@ def test_too_many_or_too_long_headers_are_refused() -> None:
         read_headers(io.BufferedReader(io.BytesIO(b"".join(b"H%d: v\r\n" % i for i in range(101)))))
     with pytest.raises(HeaderError):
         read_headers(io.BufferedReader(io.BytesIO(b"H: " + b"v" * 70000 + b"\r\n\r\n")))
+    with pytest.raises(HeaderError):
+        parse_head(b"\r\n".join(b"H%d: v" % i for i in range(101)))
+    with pytest.raises(HeaderError):
+        parse_head(b"H: " + b"v" * 70000)
 
 
 def test_a_header_flood_gets_431_over_the_wire() -> None:

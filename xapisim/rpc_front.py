@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler
 
 from .errors import XapiError
 from .faults import DropConnection
+from .http_head import HeaderError, http_date, parse_head
 from .wire import jsonrpc as jwire
 from .wire import xmlrpc as xwire
 
@@ -92,9 +93,9 @@ class _Conn:
 class RpcLoop:
     """The selector thread of one host's listener.
 
-    ``server`` gives ``dispatcher``, ``killed()``, ``backend.faults`` and
-    ``http_date()``; ``handoff(sock, addr, prefix)`` serves a connection the
-    classic way from then on.
+    ``server`` gives ``dispatcher``, ``killed()`` and ``backend.faults``;
+    ``handoff(sock, addr, prefix)`` serves a connection the classic way from
+    then on.
     """
 
     def __init__(self, server, handoff: Callable[[socket.socket, object, bytes], None]) -> None:
@@ -217,31 +218,24 @@ class RpcLoop:
         hend = buf.find(b"\r\n\r\n")
         if hend < 0:
             return None if len(buf) < MAX_HEAD else False
-        lines = bytes(buf[:hend]).decode("iso-8859-1").split("\r\n")
-        words = lines[0].split()
+        request_line, _, head = bytes(buf[:hend]).partition(b"\r\n")
+        words = request_line.decode("iso-8859-1").split()
         if len(words) != 3 or words[0] != "POST" or words[1] not in RPC_PATHS \
                 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
             return False
-        length = None
-        close = words[2] == "HTTP/1.0"
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or name[:1] in (" ", "\t"):
-                return False
-            name = name.strip().lower()
-            value = value.strip()
-            if name == "content-length":
-                if length is not None or not value.isdigit():
-                    return False
-                length = int(value)
-            elif name in ("transfer-encoding", "expect"):
-                return False
-            elif name == "connection":
-                if value.lower() == "close":
-                    close = True
-                elif value.lower() == "keep-alive":
-                    close = False
-        if length is None or length > MAX_RPC_SIZE:
+        try:
+            headers = parse_head(head)
+        except HeaderError:
+            return False
+        if headers.get("Transfer-Encoding") is not None or headers.get("Expect") is not None:
+            return False
+        length = headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            return False
+        length = int(length)
+        connection = headers.get("Connection", "").lower()
+        close = connection == "close" or (words[2] == "HTTP/1.0" and connection != "keep-alive")
+        if length > MAX_RPC_SIZE:
             return False
         end = hend + 4 + length
         if len(buf) < end:
@@ -265,7 +259,7 @@ class RpcLoop:
 
     def _reply(self, dispatcher, req: _Request) -> bytes:
         body = answer(dispatcher, req.kind, req.name, req.params, req.req_id, req.v2)
-        return response_head(200, CONTENT_TYPES[req.kind], len(body), self.server.http_date()) + body
+        return response_head(200, CONTENT_TYPES[req.kind], len(body), http_date()) + body
 
     def _write(self, conn: _Conn, out: bytes, close: bool) -> None:
         try:
