@@ -115,9 +115,11 @@ class Dispatcher:
     def is_quick(self, name: str) -> bool:
         """Whether a call is one of xapi's generated messages, which never block: the RPC
         loop answers those itself, anything else in a thread of its own."""
+        if name.startswith("Async."):
+            return False
         found = _lookup(name)
-        if found is None or name.startswith("Async."):
-            return found is None and not name.startswith("Async.")  # an unknown name fails at once
+        if found is None:
+            return True  # an unknown message fails at once
         cdef, msg = found
         return (cdef.name, msg.name) not in HANDLERS and (msg.implicit or msg.name in _EXTRA_WHERE)
 
