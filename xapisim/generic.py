@@ -17,6 +17,7 @@ from .query import compile_query
 from .values import Int32, XDateTime, coerce
 
 _ATOMIC = frozenset({str, int, float, bool, type(None), XDateTime, Int32})
+_SCALAR_KINDS = frozenset({"string", "int", "float", "bool", "datetime", "ref", "enum"})
 
 
 def clone(v):
@@ -34,9 +35,10 @@ def clone(v):
 
 @functools.cache
 def _layout(cls: str) -> tuple[frozenset[str], tuple[str, ...]]:
-    """A class's public field names, and those whose values are containers (sets, maps)."""
+    """A class's public field names, and those whose values may be mutable (any kind but
+    the scalar ones: sets, maps, records, opaque values)."""
     fields = classes()[cls].fields
-    return frozenset(fields), tuple(n for n, f in fields.items() if f.type.kind in ("set", "map"))
+    return frozenset(fields), tuple(n for n, f in fields.items() if f.type.kind not in _SCALAR_KINDS)
 
 
 def public_record(cdef: ClassDef, rec: dict) -> dict:
