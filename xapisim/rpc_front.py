@@ -27,6 +27,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
 from .errors import XapiError
@@ -72,10 +73,17 @@ def answer(dispatcher, kind: str, name: str, params: list, req_id=None, v2: bool
     return jwire.success(result, req_id, v2)
 
 
+@dataclass(slots=True)
 class _Request:
     """A complete plain RPC request at the head of a connection's buffer."""
 
-    __slots__ = ("kind", "end", "close", "name", "params", "req_id", "v2")
+    kind: str  # "xml" or "json"
+    end: int  # where the request ends in the buffer
+    close: bool  # close the connection after the answer
+    name: str
+    params: list
+    req_id: object = None
+    v2: bool = False
 
 
 class _Conn:
@@ -163,7 +171,7 @@ class RpcLoop:
         try:
             while self._wake_r.recv(4096):
                 pass
-        except (BlockingIOError, OSError):
+        except OSError:  # drained (BlockingIOError), or closed
             pass
         while self._incoming:
             conn = self._incoming.popleft()
@@ -241,21 +249,16 @@ class RpcLoop:
         if len(buf) < end:
             return None
         body = bytes(buf[hend + 4:end])
-        req = _Request()
-        req.kind = RPC_PATHS[words[1]]
-        req.end = end
-        req.close = close
-        req.req_id, req.v2 = None, False
+        kind = RPC_PATHS[words[1]]
         try:
-            if req.kind == "xml":
-                req.name, req.params = xwire.parse_call(body)
+            if kind == "xml":
+                req = _Request(kind, end, close, *xwire.parse_call(body))
             else:
-                req.name, req.params, req.req_id, req.v2 = jwire.parse_call(body)
+                name, params, req_id, v2 = jwire.parse_call(body)
+                req = _Request(kind, end, close, name, params, req_id, v2)
         except (xwire.RequestError, jwire.RequestError):
             return False
-        if req.name.startswith("system."):
-            return False
-        return req
+        return False if req.name.startswith("system.") else req
 
     def _reply(self, dispatcher, req: _Request) -> bytes:
         body = answer(dispatcher, req.kind, req.name, req.params, req.req_id, req.v2)
