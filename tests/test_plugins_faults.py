@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -66,6 +67,42 @@ def test_fault_injection_error_and_drop(sim, xapi):
     urllib.request.urlopen(urllib.request.Request(f"{sim.url}/_xapisim/faults", data=body))
     with pytest.raises(Exception):  # noqa: B017 - the connection is closed without reply
         x.pool.get_all()
+
+
+def test_an_error_fault_without_a_code_is_one_xapi_could_give(sim, xapi):
+    x = xapi.xenapi
+    vm = x.VM.get_all()[0]
+    sr = x.SR.get_all()[0]
+    cases = [
+        # documented in the datamodel: its first error, the VM's ref where a VM is named
+        ("VM.clean_shutdown", lambda: x.VM.clean_shutdown(vm),
+         ["VM_BAD_POWER_STATE", vm, "injected", "injected"]),
+        # storage says what SM says
+        ("SR.scan", lambda: x.SR.scan(sr), ["SR_BACKEND_FAILURE_47", "",
+                                            "The SR is not available [opterr=injected]", ""]),
+        # a generated message on an object that has just gone
+        ("VM.get_power_state", lambda: x.VM.get_power_state(vm), ["HANDLE_INVALID", "VM", vm]),
+        ("VM.get_all", x.VM.get_all, ["INTERNAL_ERROR", "injected into VM.get_all"]),
+    ]
+    for match, call, expected in cases:
+        sim.faults.add(match, "error")
+        with pytest.raises(XenAPI.Failure) as e:
+            call()
+        assert e.value.details == expected
+
+
+def test_an_error_fault_on_an_async_call_fails_its_task(sim, xapi):
+    # xapi answers an Async call with a task at once; the operation's failure is the task's
+    x = xapi.xenapi
+    sr = x.SR.get_all()[0]
+    sim.faults.add("SR.scan", "error", error=["SR_BACKEND_FAILURE_44", "", "full", ""])
+    task = x.Async.SR.scan(sr)
+    deadline = time.monotonic() + 10
+    while x.task.get_status(task) == "pending" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert x.task.get_status(task) == "failure"
+    assert x.task.get_error_info(task) == ["SR_BACKEND_FAILURE_44", "", "full", ""]
+    x.task.destroy(task)
 
 
 def test_expired_sessions_are_relogged_by_sdk(sim, xapi):

@@ -5,7 +5,9 @@ Reads ``xenapi.json`` (the machine-readable datamodel that xapi publishes as
 ``doc/data/xenapi.json``; a copy lives in ``../shared/reference/``) and writes
 ``xapisim/datamodel/xenapi_model.json``: classes with their fields (type,
 qualifier, parsed default), messages (parameters, result, implicit or not,
-async support, lifecycle state) and enums.  The simulator loads only that
+async support, lifecycle state, documented errors), enums, and each error
+code's parameter names (from ``xapi-errors.tsv``, the table of xapi's
+``ocaml/xapi-consts/api_errors.ml``).  The simulator loads only that
 file at run time.
 
 Two facts that ``xenapi.json`` does not carry are added from the IDL source
@@ -28,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SRC = ROOT.parent / "shared" / "reference" / "xenapi.json"
+DEFAULT_ERRORS = ROOT.parent / "shared" / "reference" / "xapi-errors.tsv"
 OUT = ROOT / "xapisim" / "datamodel" / "xenapi_model.json"
 
 # (class, message) -> {param: default}; read from ocaml/idl/datamodel*.ml.
@@ -118,7 +121,16 @@ def parse_default(text: str, ftype: str):
     return text  # enums, datetimes
 
 
-def convert(src: Path) -> dict:
+def error_params(tsv: Path) -> dict[str, list[str]]:
+    """Every error code's parameter names, from the table of xapi's ``api_errors.ml``."""
+    out = {}
+    for line in tsv.read_text().splitlines()[1:]:
+        code, params, _ = line.split("\t", 2)
+        out[code] = [p.strip() for p in params.split(",") if p.strip()]
+    return out
+
+
+def convert(src: Path, errors: Path) -> dict:
     data = json.loads(src.read_text())
     classes: dict = {}
     enums: dict = {}
@@ -158,15 +170,16 @@ def convert(src: Path) -> dict:
             enums[e["name"]] = [v["name"] for v in e["values"]]
         classes[name] = {"fields": fields, "messages": messages}
     return {"source": "xapi-project/xen-api doc/data/xenapi.json @ e2ee48d688",
-            "classes": classes, "enums": enums}
+            "classes": classes, "enums": enums, "error_params": error_params(errors)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", type=Path, default=DEFAULT_SRC)
+    ap.add_argument("--errors", type=Path, default=DEFAULT_ERRORS)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    model = convert(args.src)
+    model = convert(args.src, args.errors)
     args.out.write_text(json.dumps(model, indent=None, separators=(",", ":"), sort_keys=True))
     print(f"wrote {args.out} ({len(model['classes'])} classes)")
 

@@ -100,7 +100,8 @@ class Dispatcher:
             raise XapiError("MESSAGE_REMOVED")
         if is_async and not msg.is_async:
             raise XapiError("Fault", f"No async mode for this operation (rpc: {name})")
-        self.backend.faults.before_call(self.backend, self.host, wire)
+        injected = self.backend.faults.before_call(self.backend, self.host, wire,
+                                                   params[session_params:], is_async)
         args = []
         for i, p in enumerate(declared):
             if i < received:
@@ -109,6 +110,8 @@ class Dispatcher:
                 args.append(p.default)
         call = Call(self.backend, self.host, session=session, wire_name=wire)
         if is_async:
+            if injected is not None:
+                return tasks.run_async(call, name, lambda c: _raise(injected))
             return tasks.run_async(call, name, lambda c: self._run(c, cdef, msg, args))
         return self._run(call, cdef, msg, args)
 
@@ -145,3 +148,7 @@ class Dispatcher:
         except Exception as e:  # ExnHelper: anything else is INTERNAL_ERROR
             LOG.error("internal error in %s: %s", msg.wire_name, traceback.format_exc())
             raise XapiError("INTERNAL_ERROR", f"{type(e).__name__}: {e}") from e
+
+
+def _raise(error: XapiError):
+    raise error

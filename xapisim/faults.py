@@ -4,7 +4,9 @@ A rule matches a wire name (``VM.start``, ``Async.VM.start`` is matched by
 its base name, ``*`` matches all) and fires ``count`` times (-1 = forever)
 after skipping ``after`` matching calls.  Actions:
 
-* ``error``: raise the given XAPI error ``[code, params...]``;
+* ``error``: raise the given XAPI error ``[code, params...]``, or with no code
+  one that xapi could give for that call (``realistic_error``). For an
+  ``Async.`` call the error is the task's, as xapi reports a failed operation;
 * ``delay``: sleep ``seconds`` then run the call normally;
 * ``drop``: close the connection without answering;
 * ``expire_sessions``: destroy every session, then answer SESSION_INVALID;
@@ -20,7 +22,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .datamodel import classes, error_param_names
 from .errors import XapiError
+from .sm_errors import sm_error
 
 ACTIONS = ("error", "delay", "drop", "expire_sessions", "kill_master")
 
@@ -59,8 +63,6 @@ class Faults:
             seconds: float = 0.0, count: int = 1, after: int = 0) -> Rule:
         if action not in ACTIONS:
             raise ValueError(f"unknown fault action {action!r}; one of {ACTIONS}")
-        if action == "error" and not error:
-            raise ValueError("an 'error' fault needs an error code")
         with self._lock:
             rule = Rule(match, action, list(error or []), float(seconds), int(count), int(after),
                         self._next)
@@ -114,15 +116,22 @@ class Faults:
         with self._lock:
             return None if self._calls is None else list(self._calls)
 
-    def before_call(self, backend, host_ref: str, wire: str) -> None:
+    def before_call(self, backend, host_ref: str, wire: str, args: list | tuple = (),
+                    is_async: bool = False) -> XapiError | None:
+        """Note the call and fire the first rule that matches it.  An error for an
+        ``Async.`` call is returned, for its task to fail with, instead of raised."""
         with self._lock:
             if self._calls is not None:
                 self._calls.append(wire)
         rule = self._take(wire)
         if rule is None:
-            return
+            return None
         if rule.action == "error":
-            raise XapiError(rule.error[0], *rule.error[1:])
+            error = (XapiError(rule.error[0], *rule.error[1:]) if rule.error
+                     else realistic_error(wire, args))
+            if is_async:
+                return error
+            raise error
         if rule.action == "delay":
             time.sleep(rule.seconds)
         elif rule.action == "drop":
@@ -134,3 +143,29 @@ class Faults:
         elif rule.action == "kill_master":
             self.killed_hosts.add(backend.master_address())
             raise DropConnection()
+
+
+def realistic_error(wire: str, args: list | tuple = ()) -> XapiError:
+    """An error xapi could give for this call: the first one its datamodel documents for
+    the message; for undocumented ones, what the layer under it reports (SM's
+    ``SR_BACKEND_FAILURE_<n>`` for storage, ``XENAPI_PLUGIN_FAILURE`` for plugins);
+    ``HANDLE_INVALID`` for a generated message on an object that has just gone; else
+    ``INTERNAL_ERROR``.  Parameters that name an object get the call's references."""
+    cls, _, name = wire.partition(".")
+    msg = classes()[cls].messages[name]
+    refs = [a for a in args if isinstance(a, str) and a.startswith("OpaqueRef:")]
+    if msg.errors:
+        code = msg.errors[0]
+        params = [refs[0] if refs and (p.lower() in _CLASS_NAMES or p in ("ref", "handle"))
+                  else "injected" for p in error_param_names(code)]
+        return XapiError(code, *params)
+    if cls in ("VDI", "SR", "PBD") and not msg.implicit:
+        return sm_error("SRUnavailable", "injected")
+    if wire == "host.call_plugin":
+        return XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", "injected")
+    if msg.implicit and refs:
+        return XapiError("HANDLE_INVALID", cls, refs[0])
+    return XapiError("INTERNAL_ERROR", f"injected into {wire}")
+
+
+_CLASS_NAMES = {c.lower() for c in classes()}

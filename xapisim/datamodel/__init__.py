@@ -158,6 +158,14 @@ def enums() -> dict[str, list[str]]:
     return _raw()["enums"]
 
 
+def error_param_names(code: str) -> list[str]:
+    """The parameters xapi gives with an error code (``SR_BACKEND_FAILURE_<n>``: SM's three)."""
+    table = _raw()["error_params"]
+    if code not in table and code.startswith("SR_BACKEND_FAILURE_"):
+        code = "SR_BACKEND_FAILURE"
+    return table.get(code, [])
+
+
 @lru_cache(maxsize=1)
 def classes() -> dict[str, ClassDef]:
     out: dict[str, ClassDef] = {}
