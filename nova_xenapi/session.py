@@ -36,6 +36,7 @@ LOG = logging.getLogger(__name__)
 ORIGINATOR = "nova-xenapi"
 CALL_TIMEOUT = 300.0  # seconds a single XML-RPC exchange may take
 RETRIES = 3  # attempts of a call that is safe to repeat
+RETRY_DELAY = 0.5  # seconds before the first repeat; doubled before each further one
 _TASK_RESULT = re.compile(r"<value>(.*?)</value>", re.S)
 
 
@@ -205,20 +206,15 @@ class XenAPISession:
 
     @contextlib.contextmanager
     def _borrow(self) -> Iterator[XenAPI.Session]:
+        """A session for one call.  A lost connection does not end the session on the host,
+        and the SDK's transport connects again for the next call, so the session goes back
+        to the pool either way (a session that did end is logged in again by the SDK)."""
         sdk = self._checkout()
-        broken = False
         try:
             yield sdk
-        except HostConnectionError:
-            broken = True
-            raise
         finally:
             self._secrets.add(sdk.handle)  # the SDK may have logged in again
-            if broken:  # its connection is gone: free the slot for a fresh login
-                self._secrets.discard(sdk.handle)
-                self._release_slot()
-            else:
-                self._checkin(sdk)
+            self._checkin(sdk)
 
     def close(self) -> None:
         """Log out every idle session."""
@@ -254,7 +250,7 @@ class XenAPISession:
         """
         retries = RETRIES if is_safe_to_repeat(method) else 1
         redirects = 3
-        delay = 0.5
+        delay = RETRY_DELAY
         attempt = 0
         while True:
             try:
