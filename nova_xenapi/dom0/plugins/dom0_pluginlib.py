@@ -46,7 +46,10 @@ def device(args):
     dev = arg(args, "dev")
     if not _DEV.match(dev):
         invalid("dev", dev, "not an accepted device name")
-    return dev, host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
+    path = host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
+    if not os.path.exists(path):
+        raise XenAPIPlugin.Failure("NO_SUCH_DEVICE", [dev])
+    return dev, path
 
 
 def dom0_root():
