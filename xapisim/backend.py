@@ -72,6 +72,7 @@ class Backend:
         self.config = config
         self.state_dir = Path(state_dir)
         self.db_name = db_name  # the pool's database file in state_dir
+        self.saved_gen: int | None = None  # the store generation last saved there
         self.world = None  # the Simulator holding every pool (set by it)
         self.store = Store()
         self.faults = faults or Faults()

@@ -1,13 +1,18 @@
 """Saving and loading a backend's database so state survives a restart.
 
-The store is written as JSON (atomically, via a temporary file) to
-``<state-dir>/db.json`` for the first pool and ``<state-dir>/pool-<uuid>.json``
-for the others; datetimes keep their type through a small tag.
+The store is written as JSON to ``<state-dir>/db.json`` for the first pool
+and ``<state-dir>/pool-<uuid>.json`` for the others; datetimes keep their type
+through a small tag.  A write goes to a temporary file that is synced before
+it replaces the database, and the directory is synced after, so a simulator
+killed at any moment (``kill -9``, power loss) leaves the last complete
+database, never a torn one.  The simulator saves while it runs, as xapi
+flushes its database, and again when it stops.
 """
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 from .values import XDateTime
@@ -39,7 +44,11 @@ def _dt_aware(v):
     return v
 
 
+_writing = threading.Lock()  # one writer at a time: the flusher and stop() may meet
+
+
 def save(backend) -> Path:
+    """Write the backend's database durably; return its path."""
     store = backend.store
     with store.lock:
         data = {
@@ -50,10 +59,21 @@ def save(backend) -> Path:
             "created_at": [[c, r, g] for (c, r), g in store.created_at.items()],
             "domid": backend._domid,
         }
+    text = json.dumps(data, default=_enc).encode()
     path = backend.state_dir / backend.db_name
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, default=_enc))
-    os.replace(tmp, path)
+    with _writing:
+        with open(tmp, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    backend.saved_gen = data["gen"]
     return path
 
 

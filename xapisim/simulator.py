@@ -22,6 +22,7 @@ from .faults import Faults
 from .http_front import HostServer, serve_in_thread
 
 LOG = logging.getLogger(__name__)
+FLUSH_INTERVAL = 1.0  # seconds between saves of a changed database while running
 
 
 def host_configs(n: int, memory_mib: int = 65536, cpus: int = 16,
@@ -166,6 +167,9 @@ class Simulator:
             self._start_ssh([rt.config.address for _, _, rt in hosts])
         self._gc_thread = threading.Thread(target=self._gc_loop, daemon=True, name="xapisim-gc")
         self._gc_thread.start()
+        self._flush_thread = threading.Thread(target=self._flush_loop, daemon=True,
+                                              name="xapisim-flush")
+        self._flush_thread.start()
         return self
 
     def _start_ssh(self, addresses: list[str]) -> None:
@@ -188,6 +192,16 @@ class Simulator:
         backend, ref = found
         return backend.dom0_root(ref)
 
+    def _flush_loop(self) -> None:
+        """Save each pool whose database changed, every ``FLUSH_INTERVAL`` seconds."""
+        while not self._stop.wait(FLUSH_INTERVAL):
+            for b in list(self.backends):
+                if b.store.gen != b.saved_gen:
+                    try:
+                        persistence.save(b)
+                    except OSError as e:  # a full disk must not stop the simulator
+                        LOG.error("could not save %s: %s", b.db_name, e)
+
     def _gc_loop(self) -> None:
         while not self._stop.wait(30.0):
             for b in list(self.backends):
@@ -198,6 +212,8 @@ class Simulator:
         if self._stop.is_set():
             return
         self._stop.set()
+        if getattr(self, "_flush_thread", None) is not None:
+            self._flush_thread.join()
         for s in self.servers:
             s.shutdown()
             s.server_close()
