@@ -80,8 +80,8 @@ def test_an_error_fault_without_a_code_is_one_xapi_could_give(sim, xapi):
         # storage says what SM says
         ("SR.scan", lambda: x.SR.scan(sr), ["SR_BACKEND_FAILURE_47", "",
                                             "The SR is not available [opterr=injected]", ""]),
-        # a generated message on an object that has just gone
-        ("VM.get_power_state", lambda: x.VM.get_power_state(vm), ["HANDLE_INVALID", "VM", vm]),
+        ("VM.get_power_state", lambda: x.VM.get_power_state(vm),
+         ["INTERNAL_ERROR", "injected into VM.get_power_state"]),
         ("VM.get_all", x.VM.get_all, ["INTERNAL_ERROR", "injected into VM.get_all"]),
     ]
     for match, call, expected in cases:

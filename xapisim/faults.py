@@ -149,8 +149,9 @@ def realistic_error(wire: str, args: list | tuple = ()) -> XapiError:
     """An error xapi could give for this call: the first one its datamodel documents for
     the message; for undocumented ones, what the layer under it reports (SM's
     ``SR_BACKEND_FAILURE_<n>`` for storage, ``XENAPI_PLUGIN_FAILURE`` for plugins);
-    ``HANDLE_INVALID`` for a generated message on an object that has just gone; else
-    ``INTERNAL_ERROR``.  Parameters that name an object get the call's references."""
+    else ``INTERNAL_ERROR``.  Not ``HANDLE_INVALID`` for generated messages: that says the
+    object is gone, and a client rightly believes it while the object is still there.
+    Parameters that name an object get the call's references."""
     cls, _, name = wire.partition(".")
     msg = classes()[cls].messages[name]
     refs = [a for a in args if isinstance(a, str) and a.startswith("OpaqueRef:")]
@@ -163,8 +164,6 @@ def realistic_error(wire: str, args: list | tuple = ()) -> XapiError:
         return sm_error("SRUnavailable", "injected")
     if wire == "host.call_plugin":
         return XapiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", "", "injected")
-    if msg.implicit and refs:
-        return XapiError("HANDLE_INVALID", cls, refs[0])
     return XapiError("INTERNAL_ERROR", f"injected into {wire}")
 
 
