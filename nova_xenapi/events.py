@@ -27,6 +27,7 @@ WAIT = 10.0  # seconds one event.from may block
 CLASSES = ["task", "VM"]
 GONE = {"status": "gone"}
 SLICE = 1.0  # seconds a waiter sleeps before checking that the stream follows its pool
+PATIENCE = 5  # failed reads of a task in a row before a waiter gives up
 
 
 class _Waiter:
@@ -67,29 +68,48 @@ class EventPump:
         self._stop.set()
 
     def wait(self, task: str, timeout: float | None) -> dict | None:
-        """The task's final record (status not pending; GONE if destroyed), or None on timeout."""
+        """The task's final record (status not pending; GONE if destroyed), or None on timeout.
+
+        The task is read once after registering, since it may have finished before; if
+        that read fails, it is read again after each slice (the task runs on regardless),
+        and the error is raised only after ``PATIENCE`` failed reads in a row."""
         waiter = _Waiter()
         with self._lock:
             self._waiters[task] = waiter
         try:
-            rec = self._session.get_record("task", task)  # it may have finished before we registered
-            if rec is None:
-                return GONE
-            if rec["status"] != "pending":
-                return rec
             deadline = None if timeout is None else time.monotonic() + timeout
-            while not waiter.done.wait(SLICE if deadline is None
-                                       else max(0.0, min(SLICE, deadline - time.monotonic()))):
+            failures = 0
+            rec = self._read(task)
+            while True:
+                if isinstance(rec, Exception):
+                    failures += 1
+                    if failures >= PATIENCE:
+                        raise rec
+                else:
+                    failures = 0
+                    if rec is not None and rec["status"] != "pending":
+                        return rec
+                rec = None
+                if waiter.done.wait(SLICE if deadline is None
+                                    else max(0.0, min(SLICE, deadline - time.monotonic()))):
+                    return waiter.snapshot
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
-                if self._following != self._generation_now():  # the stream is on a former pool
-                    rec = self._session.get_record("task", task)
-                    if rec is None or rec["status"] != "pending":
-                        return GONE if rec is None else rec
-            return waiter.snapshot
+                if failures or self._following != self._generation_now():
+                    # unknown, or the stream is on a former pool: look at the task itself
+                    rec = self._read(task)
         finally:
             with self._lock:
                 self._waiters.pop(task, None)
+
+    def _read(self, task: str) -> dict | Exception:
+        """The task's record, GONE, or the error that reading it met."""
+        try:
+            rec = self._session.get_record("task", task)
+        except (XenAPIError, HostConnectionError) as exc:
+            LOG.warning("could not read XAPI task %s (%s); it runs on, reading again", task, exc)
+            return exc
+        return GONE if rec is None else rec
 
     def _run(self) -> None:
         token = ""

@@ -12,7 +12,6 @@ from typing import Any
 
 from nova import exception
 
-from nova_xenapi.errors import XenAPIError
 from nova_xenapi.session import XenAPISession
 
 DEFAULT_MTU = 1500
@@ -69,8 +68,8 @@ class XenAPIOpenVswitchDriver:
         if self._session.call_xenapi("VM.get_power_state", vm) == "Running":
             try:
                 self._session.call_xenapi("VIF.plug", ref)
-            except XenAPIError:
-                self._session.call_xenapi("VIF.destroy", ref)
+            except BaseException:
+                self._session.remove("VIF.destroy", ref)
                 raise
         return ref
 
@@ -79,5 +78,5 @@ class XenAPIOpenVswitchDriver:
         if ref is None:
             return
         if self._session.call_xenapi("VIF.get_currently_attached", ref):
-            self._session.call_xenapi("VIF.unplug", ref)
-        self._session.call_xenapi("VIF.destroy", ref)
+            self._session.remove("VIF.unplug", ref, done=("DEVICE_ALREADY_DETACHED",))
+        self._session.remove("VIF.destroy", ref)

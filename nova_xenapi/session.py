@@ -304,7 +304,7 @@ class XenAPISession:
                         self.call_xenapi("task.cancel", task)
                     raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
         finally:
-            self._discard_task(task)
+            self.discard_task(task)
 
     def _wait_with_pump(self, task: str, timeout: float | None, what: str) -> Any:
         try:
@@ -315,7 +315,7 @@ class XenAPISession:
                 raise TaskTimeout(f"{what} did not finish within {timeout:.0f}s; it was cancelled")
             return _outcome(task, snap)
         finally:
-            self._discard_task(task)
+            self.discard_task(task)
 
     def follow_task(self, task: str, on_progress, every: float = 1.0, patience: int = 5) -> Any:
         """Wait for a long task without a deadline, calling ``on_progress(fraction)`` about
@@ -342,24 +342,38 @@ class XenAPISession:
                     continue
                 return _outcome(task, snap)
         finally:
-            self._discard_task(task)
+            self.discard_task(task)
 
-    def _discard_task(self, task: str, attempts: int = 3) -> None:
-        """Destroy a finished task, asking again if XAPI errs: a task left behind stays in
-        the host's task list until xapi's own garbage collector gets to it."""
+    def remove(self, method: str, *args: Any, done: tuple[str, ...] = ("HANDLE_INVALID",),
+               attempts: int = 3) -> None:
+        """Call a message that removes something (``VDI.destroy``, ``VBD.unplug``, ...).
+
+        A removal that gives up leaves an orphan on the host, so after a lost
+        connection or an error it is asked again (``attempts`` in all); an
+        error code in ``done`` says the thing is gone already, which is
+        success (so is the repeat of a removal whose answer was lost).
+        """
         for attempt in range(1, attempts + 1):
             try:
-                self.call_xenapi("task.destroy", task)
+                self.call_xenapi(method, *args)
                 return
             except XenAPIError as exc:
-                if exc.code == "HANDLE_INVALID":
-                    return  # gone already
-                error: Exception = exc
-            except HostConnectionError as exc:
-                error = exc
-            if attempt < attempts:
-                time.sleep(0.1 * attempt)
-        LOG.warning("could not destroy XAPI task %s: %s", task, error)
+                if exc.code in done:
+                    return
+                if attempt == attempts:
+                    raise
+            except HostConnectionError:
+                if attempt == attempts:
+                    raise
+            time.sleep(0.1 * attempt)
+
+    def discard_task(self, task: str) -> None:
+        """Destroy a finished task: a task left behind stays in the host's task list until
+        xapi's own garbage collector gets to it, so failing here is only worth a warning."""
+        try:
+            self.remove("task.destroy", task)
+        except (XenAPIError, HostConnectionError) as exc:
+            LOG.warning("could not destroy XAPI task %s: %s", task, exc)
 
     def _task_snapshot(self, task: str, wait: float) -> dict:
         """The task's record once it ends or ``wait`` seconds pass; status ``gone`` if destroyed."""

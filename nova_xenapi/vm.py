@@ -208,7 +208,7 @@ def resume(session: XenAPISession, vm_ref: str, timeout: float) -> None:
 
 def destroy(session: XenAPISession, vm_ref: str) -> None:
     """Destroy a halted VM record (XAPI removes its VBDs and VIFs with it)."""
-    session.call_xenapi("VM.destroy", vm_ref)
+    session.remove("VM.destroy", vm_ref)
 
 
 def disk_vdis(session: XenAPISession, vm_ref: str) -> list[tuple[str, str]]:

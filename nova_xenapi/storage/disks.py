@@ -106,7 +106,7 @@ def plugged(session: XenAPISession, vm: str, vdi: str, read_only: bool = False,
         finally:
             unplug_vbd(session, vbd, unplug_retries)
     finally:
-        session.call_xenapi("VBD.destroy", vbd)
+        session.remove("VBD.destroy", vbd)
 
 
 def unplug_vbd(session: XenAPISession, vbd: str, retries: int = 10) -> None:
@@ -114,11 +114,9 @@ def unplug_vbd(session: XenAPISession, vbd: str, retries: int = 10) -> None:
     is not an error."""
     for attempt in range(retries):
         try:
-            session.call_xenapi("VBD.unplug", vbd)
+            session.remove("VBD.unplug", vbd, done=("DEVICE_ALREADY_DETACHED", "HANDLE_INVALID"))
             return
         except XenAPIError as exc:
-            if exc.code == "DEVICE_ALREADY_DETACHED":
-                return
             if exc.code != "DEVICE_DETACH_REJECTED" or attempt == retries - 1:
                 raise
             time.sleep(1)
@@ -126,11 +124,7 @@ def unplug_vbd(session: XenAPISession, vbd: str, retries: int = 10) -> None:
 
 def destroy_vdi(session: XenAPISession, vdi: str) -> None:
     """Destroy a VDI; one already gone is not an error."""
-    try:
-        session.call_xenapi("VDI.destroy", vdi)
-    except XenAPIError as exc:
-        if exc.code != "HANDLE_INVALID":
-            raise
+    session.remove("VDI.destroy", vdi)
 
 
 def owned_by(session: XenAPISession, vdi: str, instance_uuid: str) -> bool:
@@ -223,8 +217,7 @@ def importer(session: XenAPISession, vdi: str, fmt: str, length: int | None,
         if task is not None:
             with contextlib.suppress(Exception):
                 session.call_xenapi("task.cancel", task)
-            with contextlib.suppress(Exception):
-                session.call_xenapi("task.destroy", task)
+            session.discard_task(task)
 
 
 def data_extents(path: str) -> Iterator[tuple[int, int]]:
@@ -280,8 +273,7 @@ def exporter(session: XenAPISession, vdi: str, fmt: str) -> Iterator[BinaryIO]:
                 raise XenAPIError(["VDI_EXPORT_FAILED", f"HTTP {resp.status} {resp.reason}"])
             yield resp
     finally:
-        with contextlib.suppress(Exception):
-            session.call_xenapi("task.destroy", task)
+        session.discard_task(task)
 
 
 MAX_VHD_CHAIN = 30  # blktap's limit on the depth of a VHD chain

@@ -257,7 +257,7 @@ def attach(session: XenAPISession, vm_ref: str, vdi: str, userdevice: str, hotpl
         try:
             session.call_xenapi("VBD.plug", vbd)
         except BaseException:
-            session.call_xenapi("VBD.destroy", vbd)
+            session.remove("VBD.destroy", vbd)
             raise
     return vbd
 
@@ -280,7 +280,7 @@ def detach(session: XenAPISession, vm_ref: str, volume: Volume, unplug_retries: 
     if vbd is not None:
         if session.call_xenapi("VBD.get_currently_attached", vbd):
             disks.unplug_vbd(session, vbd, unplug_retries)
-        session.call_xenapi("VBD.destroy", vbd)
+        session.remove("VBD.destroy", vbd)
     release(session, volume)
 
 
