@@ -165,3 +165,19 @@ def test_call_recording_over_http(sim, xapi):
     x.pool.get_all()
     assert control("DELETE") == (200, {"calls": ["VM.get_all", "host.get_all", "pool.get_all"]})
     assert control("DELETE")[0] == 409
+
+
+def test_move_master_fault_moves_the_pool_master_and_answers_host_is_slave(tmp_path):
+    config = SimConfig(password=PASSWORD, hosts=host_configs(2, 4096, 2), auth_failure_delay=0)
+    with Simulator(config, tmp_path / "s") as sim:
+        s = XenAPI.Session(sim.url)
+        s.xenapi.login_with_password("root", PASSWORD, "2.21", "t")
+        x = s.xenapi
+        sim.faults.add("VM.get_all", "move_master")
+        with pytest.raises(XenAPI.Failure) as e:
+            x.VM.get_all()
+        assert e.value.details == ["HOST_IS_SLAVE", "127.0.0.2"]
+        assert sim.backend.master_address() == "127.0.0.2"
+        with pytest.raises(XenAPI.Failure) as e:
+            x.VM.get_all()  # the old master is a slave now
+        assert e.value.details[0] == "HOST_IS_SLAVE"

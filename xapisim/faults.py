@@ -10,7 +10,10 @@ after skipping ``after`` matching calls.  Actions:
 * ``delay``: sleep ``seconds`` then run the call normally;
 * ``drop``: close the connection without answering;
 * ``expire_sessions``: destroy every session, then answer SESSION_INVALID;
-* ``kill_master``: the master stops answering (connections are refused).
+* ``kill_master``: the master stops answering (connections are refused);
+* ``move_master``: another live host of the pool becomes its master (as
+  ``pool.designate_new_master`` makes it), and the call, which reached the
+  old master, is answered ``HOST_IS_SLAVE`` with the new master's address.
 
 ``start_recording``/``stop_recording`` list the messages clients called, in
 order, so a test can fail each of them in turn (over HTTP: ``POST``, ``GET``
@@ -26,7 +29,7 @@ from .datamodel import classes, error_param_names
 from .errors import XapiError
 from .sm_errors import sm_error
 
-ACTIONS = ("error", "delay", "drop", "expire_sessions", "kill_master")
+ACTIONS = ("error", "delay", "drop", "expire_sessions", "kill_master", "move_master")
 
 
 class DropConnection(Exception):
@@ -143,6 +146,24 @@ class Faults:
         elif rule.action == "kill_master":
             self.killed_hosts.add(backend.master_address())
             raise DropConnection()
+        elif rule.action == "move_master":
+            raise XapiError("HOST_IS_SLAVE", self._move_master(backend))
+        return None
+
+    def _move_master(self, backend) -> str:
+        """Make the next live host (by address) the pool's master; its address."""
+        store = backend.store
+        with store.lock:
+            pool = backend.pool_ref
+            master = store.get("pool", pool)["master"]
+            hosts = sorted((store.get("host", h)["address"], h) for h in store.all("host")
+                           if store.get("host", h)["address"] not in self.killed_hosts)
+            if len(hosts) < 2:
+                raise XapiError("INTERNAL_ERROR", "move_master: no other live host in the pool")
+            at = [h for _, h in hosts].index(master) if master in [h for _, h in hosts] else -1
+            address, new = hosts[(at + 1) % len(hosts)]
+            store.set("pool", pool, master=new)
+            return address
 
 
 def realistic_error(wire: str, args: list | tuple = ()) -> XapiError:
