@@ -158,17 +158,9 @@ class XenAPISession:
 
     def _checkout(self) -> XenAPI.Session:
         """An idle session of the current master, or a new one while under the limit, or wait."""
-        stale = []
         with self._slots:
             while True:
-                sdk = None
-                while self._idle:
-                    candidate = self._idle.pop()
-                    if getattr(candidate, "_nx_generation", None) == self._generation:
-                        sdk = candidate
-                        break
-                    stale.append(candidate)  # logged in to a former master
-                    self._open -= 1
+                sdk = self._idle.pop() if self._idle else None
                 if sdk is not None or self._open < self._size:
                     break
                 self._slots.wait()
@@ -176,15 +168,33 @@ class XenAPISession:
                 self._open += 1
                 self.peak_open = max(self.peak_open, self._open)
             generation = self._generation
-        for old in stale:
-            self._logout(old)
         if sdk is not None:
+            if getattr(sdk, "_nx_generation", None) != generation:
+                sdk = self._rehome_session(sdk, generation)
             return sdk
         try:
             sdk = self._login()
         except BaseException:
             self._release_slot()
             raise
+        sdk._nx_generation = generation
+        return sdk
+
+    def _rehome_session(self, old: XenAPI.Session, generation: int) -> XenAPI.Session:
+        """A session logged in to a former master, now talking to the current one.
+
+        Sessions live in the pool's database, which the new master holds, so
+        the session goes on there; if it did not survive (a master that died
+        with it), the SDK logs in again on SESSION_INVALID.  Logging it out
+        instead would have to go to the old master, which answers
+        HOST_IS_SLAVE or nothing, and would leave it behind.
+        """
+        tr = transport.XmlRpcTransport(self._url, self._tls, CALL_TIMEOUT)
+        sdk = XenAPI.Session(self._url, transport=tr)
+        # the SDK keeps the handle and how to log in again in these attributes
+        sdk._session = old._session
+        sdk.last_login_method = old.last_login_method
+        sdk.last_login_params = old.last_login_params
         sdk._nx_generation = generation
         return sdk
 

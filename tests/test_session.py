@@ -64,6 +64,26 @@ def test_master_moves_and_the_session_follows(sim):
     assert len(s.call_xenapi("VM.get_all")) > 0  # answered by the new master
 
 
+def test_sessions_go_on_at_the_new_master_and_none_is_left_behind(sim):
+    """Sessions are in the pool's database: after a move they are used at the new master,
+    not logged out through the old one (which answers HOST_IS_SLAVE) and left behind."""
+    s = _session(sim.url, concurrent=3)
+    threads = [threading.Thread(target=lambda: [s.call_xenapi("VM.get_all") for _ in range(5)])
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    before = _sessions_on_host(sim)
+    hosts = s.call_xenapi("host.get_all")
+    for n in range(4):  # there and back, twice
+        sim.faults.add("VM.get_all", "move_master")
+        assert s.call_xenapi("VM.get_all")
+        assert s.url == sim.host_urls[(n + 1) % 2]
+    assert _sessions_on_host(sim) == before
+    assert len(hosts) == 2
+
+
 def test_pool_of_sessions_is_bounded_and_reused(sim):
     s = _session(sim.url, concurrent=3)
     threads = [threading.Thread(target=lambda: [s.call_xenapi("VM.get_all_records") for _ in range(5)])
