@@ -222,7 +222,17 @@ class XenAPIDriver(driver.ComputeDriver):
         return [rec["name_label"] for rec in self._nova_vms().values()]
 
     def list_instance_uuids(self) -> list[str]:
-        return [rec["other_config"]["nova_uuid"] for rec in self._nova_vms().values()]
+        """The instances with a VM on this host, including VMs a resize set aside here
+        (``-orig``): a server deleted while its migration had failed elsewhere has nothing
+        else on this host, and Nova's periodic ``_cleanup_running_deleted_instances`` then
+        finds it here and has it destroyed."""
+        uuids = [rec["other_config"]["nova_uuid"] for rec in self._nova_vms().values()]
+        for rec in self.session.call_xenapi("VM.get_all_records").values():
+            orig_of = rec["other_config"].get(migration.ORIG_KEY)
+            if orig_of and orig_of not in uuids and not rec["is_a_template"] and \
+                    vm.on_host(rec, self.session.host_ref):
+                uuids.append(orig_of)
+        return uuids
 
     def instance_exists(self, instance: Any) -> bool:
         """Whether the instance's VM is on this compute's host (a pool holds other hosts' VMs)."""
@@ -280,7 +290,19 @@ class XenAPIDriver(driver.ComputeDriver):
     def destroy(self, context: Any, instance: Any, network_info: Any, block_device_info: Any = None,
                 destroy_disks: bool = True, destroy_secrets: bool = True) -> None:
         spawn.destroy(self.host, instance, destroy_disks)
+        if destroy_disks and (instance.deleted or instance.task_state == task_states.DELETING):
+            # a server deleted while its resize had failed: what the resize set aside here
+            # (not when Nova reverts a resize, which destroys the new VM beside the -orig one)
+            migration.discard_set_aside(self.host, instance)
         volumes.release_all(self.session, block_device_info)  # the volumes' data stays Cinder's
+
+    def delete_instance_files(self, instance: Any) -> bool:
+        """Nova's clean-up of a deleted server's leftovers on a host (its periodic
+        ``_run_pending_deletes`` and ``_cleanup_incomplete_migrations``): what a resize set
+        aside here, and the server's disks that no VM uses."""
+        migration.discard_set_aside(self.host, instance)
+        spawn.destroy_orphan_disks(self.session, instance.uuid)
+        return True
 
     # ------------------------------------------------------------- volumes
     def get_volume_connector(self, instance: Any) -> dict:

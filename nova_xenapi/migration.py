@@ -128,18 +128,36 @@ def _receive(host: Host, rb: Rollback, instance: Any, info: dict, sr: str, sr_uu
              label: str, count: int) -> str:
     session = host.session
     uuids = [str(uuid.uuid4()) for _ in range(count)]
+    # from here on the SR may hold the chain, before XAPI has a VDI for it
+    rb.add(f"received {label} disk", _discard_received, session, sr, uuids[0])
     plugins.call(session, "migration.py", "receive_vhds", {
         "instance_uuid": instance.uuid, "disk": label, "source_host": info["source_host"],
         "source_port": str(info["source_port"]), "count": str(count), "sr_uuid": sr_uuid,
         "uuids": ",".join(uuids)})
     session.call_xenapi("SR.scan", sr)
     vdi = session.call_xenapi("VDI.get_by_uuid", uuids[0])
-    rb.add(f"{label} disk", disks.destroy_vdi, session, vdi)
     role = "root" if label == "root" else "ephemeral"
     session.call_xenapi("VDI.set_name_label", vdi, f"{instance.name} {role}")
     session.call_xenapi("VDI.set_other_config", vdi, {"nova_instance_uuid": instance.uuid,
                                                       "nova_disk_type": role})
     return vdi
+
+
+def _discard_received(session: Any, sr: str, leaf_uuid: str) -> None:
+    """Destroy a received chain's leaf VDI (the SR's garbage collector takes its parents).
+    XAPI may not have a VDI for the files yet: the SR is scanned first then; no files is
+    fine, the receive failed before anything reached the SR."""
+    for scan_first in (False, True):
+        if scan_first:
+            session.call_xenapi("SR.scan", sr)
+        try:
+            vdi = session.call_xenapi("VDI.get_by_uuid", leaf_uuid)
+        except XenAPIError as exc:
+            if exc.code != "UUID_INVALID":
+                raise
+            continue
+        disks.destroy_vdi(session, vdi)
+        return
 
 
 def _grow(session: Any, vdi: str, gib: int) -> None:
@@ -181,8 +199,21 @@ def finish_migration(host: Host, context: Any, instance: Any, image_meta: Any, d
 
 def confirm_migration(host: Host, instance: Any) -> None:
     """On the source: the migration stands; destroy the ``-orig`` VM and its disks."""
+    discard_set_aside(host, instance)
+
+
+def discard_set_aside(host: Host, instance: Any) -> None:
+    """Destroy what a resize or migration set aside on this host: the ``-orig`` VM (only
+    one that is this instance's), its disks and kernel files, and the staged disks.
+
+    Besides confirming, for a server deleted while its migration had failed: on the
+    same host when it is deleted, on a source host when Nova cleans up after it
+    (``delete_instance_files``)."""
     session = host.session
     orig = vm.lookup(session, instance.name + ORIG_SUFFIX)
+    if orig is not None and (session.get_record("VM", orig) or {}).get(
+            "other_config", {}).get(ORIG_KEY) != instance.uuid:
+        orig = None
     if orig is not None:
         owned, boot = spawn.take_down(session, orig, instance.uuid)
         for vdi in owned:

@@ -273,7 +273,12 @@ def destroy(host: Host, instance: Any, destroy_disks: bool = True) -> None:
         return
     for vdi in owned:
         disks.destroy_vdi(session, vdi)
-    # disks left behind by an operation that was interrupted (e.g. a host that went away)
+    destroy_orphan_disks(session, instance.uuid)
+
+
+def destroy_orphan_disks(session: XenAPISession, instance_uuid: str) -> None:
+    """The instance's disks that no VM uses, left by an operation that was interrupted
+    (e.g. a host that went away)."""
     for ref, rec in session.call_xenapi("VDI.get_all_records").items():
-        if rec["other_config"].get("nova_instance_uuid") == instance.uuid and not rec["VBDs"]:
+        if rec["other_config"].get("nova_instance_uuid") == instance_uuid and not rec["VBDs"]:
             disks.destroy_vdi(session, ref)
