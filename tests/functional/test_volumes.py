@@ -36,6 +36,7 @@ class _VolumeBase(base.XenAPIFunctionalBase):
         self.addCleanup(self.target.stop)
         self.cinder.VOLUME_CONNECTION_INFO = {}  # this test's volumes only
         self.image = self.make_image(base.image_data())
+        self.secret_watch.add(CHAP_SECRET)
 
     def volume(self, size: int = 16 * MIB, volume_id: str | None = None, **data) -> tuple[str, Path]:
         """A Cinder volume: its id, and the file behind its LUN."""
