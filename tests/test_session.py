@@ -26,6 +26,16 @@ def _sessions_on_host(sim) -> int:
     return len(sim.backend.store.all("session"))
 
 
+def _busy(s: XenAPISession, method: str, threads: int) -> None:
+    """``threads`` callers at once, five calls each, so the pool opens all it may."""
+    running = [threading.Thread(target=lambda: [s.call_xenapi(method) for _ in range(5)])
+               for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+
+
 def test_a_pool_member_url_is_followed_to_the_master(sim):
     s = _session(sim.host_urls[1])
     assert s.url == sim.host_urls[0]
@@ -68,12 +78,7 @@ def test_sessions_go_on_at_the_new_master_and_none_is_left_behind(sim):
     """Sessions are in the pool's database: after a move they are used at the new master,
     not logged out through the old one (which answers HOST_IS_SLAVE) and left behind."""
     s = _session(sim.url, concurrent=3)
-    threads = [threading.Thread(target=lambda: [s.call_xenapi("VM.get_all") for _ in range(5)])
-               for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _busy(s, "VM.get_all", 6)
     before = _sessions_on_host(sim)
     hosts = s.call_xenapi("host.get_all")
     for n in range(4):  # there and back, twice
@@ -86,12 +91,7 @@ def test_sessions_go_on_at_the_new_master_and_none_is_left_behind(sim):
 
 def test_pool_of_sessions_is_bounded_and_reused(sim):
     s = _session(sim.url, concurrent=3)
-    threads = [threading.Thread(target=lambda: [s.call_xenapi("VM.get_all_records") for _ in range(5)])
-               for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _busy(s, "VM.get_all_records", 12)
     assert s.peak_open <= 3
     assert _sessions_on_host(sim) <= 3
 
