@@ -16,6 +16,7 @@ that trust each other's root keys.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -25,7 +26,7 @@ from oslo_utils import units
 
 from nova_xenapi import plugins, spawn, vm
 from nova_xenapi.dom0 import FILE_SR_TYPES
-from nova_xenapi.errors import XenAPIError
+from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.spawn import Host
 from nova_xenapi.storage import disks, kernels, volumes
@@ -69,11 +70,20 @@ def _rename(session: Any, vm_ref: str, name: str, instance_uuid: str, orig: bool
     session.call_xenapi("VM.set_other_config", vm_ref, other)
 
 
-def _remove_staged(session: Any, instance_uuid: str) -> None:
-    try:
-        plugins.call(session, "migration.py", "remove_staged", {"instance_uuid": instance_uuid})
-    except (XenAPIError, plugins.PluginsMissing) as exc:
-        LOG.warning("Could not remove the staged disks of %s from dom0: %s", instance_uuid, exc)
+def _remove_staged(session: Any, instance_uuid: str, attempts: int = 3) -> None:
+    """Remove the instance's staged disks from dom0's /images, asking again after a failure
+    (what stays there fills dom0's disk); a failure in the end is only logged."""
+    for attempt in range(1, attempts + 1):
+        try:
+            plugins.call(session, "migration.py", "remove_staged", {"instance_uuid": instance_uuid})
+            return
+        except plugins.PluginsMissing as exc:
+            error: Exception = exc
+            break
+        except (XenAPIError, HostConnectionError) as exc:
+            error = exc
+            time.sleep(0.1 * attempt)
+    LOG.warning("Could not remove the staged disks of %s from dom0: %s", instance_uuid, error)
 
 
 def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: int,

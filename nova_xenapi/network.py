@@ -65,12 +65,12 @@ class XenAPIOpenVswitchDriver:
         if not allowed:
             raise exception.InterfaceAttachFailed(instance_uuid=vif.get("id"))
         ref = self.create(vm, int(allowed[0]), vif)
-        if self._session.call_xenapi("VM.get_power_state", vm) == "Running":
-            try:
+        try:
+            if self._session.call_xenapi("VM.get_power_state", vm) == "Running":
                 self._session.call_xenapi("VIF.plug", ref)
-            except BaseException:
-                self._session.remove("VIF.destroy", ref)
-                raise
+        except BaseException:
+            self._session.remove("VIF.destroy", ref)
+            raise
         return ref
 
     def detach(self, vm: str, vif_id: str) -> None:

@@ -14,7 +14,7 @@ from nova.compute import power_state
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi.errors import TaskTimeout, XenAPIError
+from nova_xenapi.errors import HostConnectionError, TaskTimeout, XenAPIError
 from nova_xenapi.session import XenAPISession
 
 NULL = "OpaqueRef:NULL"
@@ -138,9 +138,25 @@ def on_host(rec: dict, host_ref: str) -> bool:
     return rec.get("affinity", NULL) in (host_ref, NULL)
 
 
+def _power_action(session: XenAPISession, vm_ref: str, target: str, method: str, *args: Any,
+                  timeout: float | None = None) -> None:
+    """Run a power action as a task.  If its outcome is unknown (the connection was lost, or
+    the task went away with the sessions of an xapi that restarted), the VM's power state
+    says it: one that is already ``target`` means the action happened."""
+    try:
+        session.call_async(method, vm_ref, *args, timeout=timeout)
+    except (XenAPIError, HostConnectionError) as exc:
+        unknown = isinstance(exc, HostConnectionError) or exc.details[:2] == ["HANDLE_INVALID",
+                                                                              "task"]
+        if not unknown or get_state(session, vm_ref) != target:
+            raise
+        LOG.info("%s: its task could not be followed (%s), but the VM is %s", method, exc, target)
+
+
 def start(session: XenAPISession, vm_ref: str, timeout: float) -> None:
     """Start on the host this compute manages (VM.start could pick any member of the pool)."""
-    session.call_async("VM.start_on", vm_ref, session.host_ref, False, False, timeout=timeout)
+    _power_action(session, vm_ref, "Running", "VM.start_on", session.host_ref, False, False,
+                  timeout=timeout)
 
 
 def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
@@ -151,7 +167,7 @@ def hard_shutdown(session: XenAPISession, vm_ref: str) -> None:
 
 def force_off(session: XenAPISession, vm_ref: str) -> None:
     """VM.hard_shutdown, for a VM known not to be halted."""
-    session.call_async("VM.hard_shutdown", vm_ref, timeout=None)
+    _power_action(session, vm_ref, "Halted", "VM.hard_shutdown")
 
 
 def clean_shutdown(session: XenAPISession, vm_ref: str, timeout: float) -> bool:
@@ -191,19 +207,20 @@ def reboot(session: XenAPISession, vm_ref: str, hard: bool, timeout: float) -> N
 
 
 def pause(session: XenAPISession, vm_ref: str) -> None:
-    session.call_async("VM.pause", vm_ref, timeout=None)
+    _power_action(session, vm_ref, "Paused", "VM.pause")
 
 
 def unpause(session: XenAPISession, vm_ref: str) -> None:
-    session.call_async("VM.unpause", vm_ref, timeout=None)
+    _power_action(session, vm_ref, "Running", "VM.unpause")
 
 
 def suspend(session: XenAPISession, vm_ref: str) -> None:
-    session.call_async("VM.suspend", vm_ref, timeout=None)
+    _power_action(session, vm_ref, "Suspended", "VM.suspend")
 
 
 def resume(session: XenAPISession, vm_ref: str, timeout: float) -> None:
-    session.call_async("VM.resume_on", vm_ref, session.host_ref, False, False, timeout=timeout)
+    _power_action(session, vm_ref, "Running", "VM.resume_on", session.host_ref, False, False,
+                  timeout=timeout)
 
 
 def destroy(session: XenAPISession, vm_ref: str) -> None:
