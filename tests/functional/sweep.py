@@ -1,0 +1,345 @@
+"""The fault sweep: each XAPI call an operation makes fails once in turn, and nothing is lost.
+
+For an operation driven through Nova's API, the sweep first runs it cleanly
+while xapisim records the calls it makes. Then it runs it again once for each
+call *k* of that record: the *k*-th call fails, either with an error xapi
+could give for it (``faults.realistic_error``, from the datamodel) or with the
+connection dropped without an answer (xmlrpc.client resends a call once on a
+dropped keep-alive connection, so a drop fires twice), or every XAPI session
+expiring just before it, or, in a pool, the master moving to another host
+just before it (the call is then answered ``HOST_IS_SLAVE``).
+
+After every run the sweep checks:
+
+- the server's state, as the operation's own check says Nova should show it;
+- nothing the run made is left on the host once the server is deleted: no VM,
+  VDI, VBD, VIF, SR, PBD or task, no file in a dom0's ``/images`` or
+  ``/boot/guest``. Leftovers are counted, then removed, so that one run's
+  leftovers do not hide the next run's;
+- no XAPI session leaks;
+- the server's fault names no password and no session.
+
+``XENAPI_SWEEP=full`` fails every call with every kind of fault the test
+class names (``KINDS``), in every operation. The default, used by the
+README's test command, fails every call once, the kind going round from one
+call to the next, and leaves out the operations marked ``full_only`` (the
+costliest runs: confirming, reverting and cold migration, whose driver
+paths the resize sweep shares in part) to keep the command under 15 minutes.
+
+The event pump's ``event.from`` is left out of the sweep, since it is not a
+step of the operation; how the pump recovers is tested on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import fixtures
+from nova import context, exception, objects
+from nova.compute import vm_states
+from nova.tests.functional.api import client
+
+FULL = os.environ.get("XENAPI_SWEEP") == "full"
+#: what happens at the swept call: xapisim's fault rule for each kind of failure
+FAULTS = {
+    "error": {"action": "error"},  # an error xapi could give for that call
+    "drop": {"action": "drop", "count": 2},  # xmlrpc.client resends once on its own
+    "expire": {"action": "expire_sessions"},  # every session ends, as after xapi restarts
+    "master": {"action": "move_master"},  # another host of the pool becomes master
+}
+#: calls that are not steps of an operation
+NOT_SWEPT = {"event.from"}
+#: the objects a run could leave behind, as xapisim's tables name them
+CLASSES = ("VM", "VDI", "VBD", "VIF", "SR", "PBD", "task")
+
+
+@dataclass
+class Operation:
+    """One thing a user asks Nova to do, as the sweep runs it.
+
+    ``prepare`` makes what the operation needs (a server, say) and returns it
+    as a context; ``run`` asks Nova and waits until Nova has settled;
+    ``check`` returns what is wrong with Nova's view and the host afterwards;
+    ``finish`` deletes what ``prepare`` made. A run whose context is
+    ``reusable`` hands it to the next run: the host was checked against the
+    context's own inventory by ``check``, and is checked against the sweep's
+    baseline once the context is finished.
+    """
+
+    name: str
+    prepare: Callable[[], dict]
+    run: Callable[[dict], None]
+    check: Callable[[dict], list[str]]
+    finish: Callable[[dict], None]
+    #: whether what a run left (found in order by ``check``) is as ``prepare`` makes it, so
+    #: the next run can start from it instead of preparing anew
+    reusable: Callable[[dict], bool] | None = None
+    #: swept only by the full sweep (an operation whose runs cost the most, whose driver
+    #: path another operation of the default sweep shares in part)
+    full_only: bool = False
+
+
+@dataclass
+class Result:
+    name: str
+    calls: int = 0
+    runs: int = 0
+    fired: int = 0
+    leftovers: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    broken: bool = False  # the host could not be prepared for a run any more
+    skipped: bool = False  # left to the full sweep
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.name:<40} swept by the full sweep only (XENAPI_SWEEP=full)"
+        return (f"{self.name:<40} {self.calls:>4} calls {self.runs:>4} faulted runs "
+                f"{self.fired:>4} fired {self.leftovers:>3} leftovers {len(self.problems):>3} problems "
+                f"{self.seconds:>5.0f} s")
+
+
+class SweepMixin:
+    """For an ``XenAPIFunctionalBase`` test: sweep operations and report."""
+
+    #: secrets that must never reach a server's fault (the test adds its own)
+    secrets: tuple[str, ...] = ()
+    #: the kinds of failure swept (keys of ``FAULTS``)
+    KINDS: tuple[str, ...] = ("error", "drop", "expire")
+
+    def setUp(self) -> None:
+        super().setUp()
+        # a failed build goes to ERROR at once, with the driver's error as its fault,
+        # instead of being rescheduled onto a host that is not there
+        self.flags(max_attempts=1, group="scheduler")
+        # the session layer repeats a call that lost its connection after a pause; shorter here
+        self.useFixture(fixtures.MonkeyPatch("nova_xenapi.session.RETRY_DELAY", 0.05))
+        self._admin = context.get_admin_context()
+
+    # ----------------------------------------------------------- waiting
+    # Nova's API costs more CPU than the operation itself when polled often, and nova-compute
+    # runs in this process: the waits read the instance's row, and ask the API once at the end
+    def _states(self, server_id: str) -> tuple[str, str | None] | None:
+        """(vm_state, task_state) of the instance, None once it is deleted."""
+        try:
+            inst = objects.Instance.get_by_uuid(self._admin, server_id, expected_attrs=[])
+        except exception.InstanceNotFound:
+            return None
+        return inst.vm_state, inst.task_state
+
+    def settled(self, server: dict, timeout: float = 90.0) -> dict:
+        """The server once no task runs on it and it is not building."""
+        deadline = time.monotonic() + timeout
+        while (states := self._states(server["id"])) is not None and (
+                states[1] is not None or states[0] == vm_states.BUILDING):
+            if time.monotonic() > deadline:
+                self.fail(f"server did not settle: {states}")
+            time.sleep(0.05)
+        return self.api.get_server(server["id"])
+
+    def boot(self, body: dict) -> dict:
+        return self.settled(self.api.post_server({"server": body}))
+
+    def delete(self, server: dict) -> None:
+        """Delete a server and wait until it is gone (another try if the first fails)."""
+        server_id = server["id"]
+        for _ in range(2):
+            self.call_api(lambda: self.api.delete_server(server_id))
+            try:
+                server = self.settled(server, 60)
+            except client.OpenStackApiNotFoundException:
+                return
+        self.fail(f"server {server['id']} was not deleted: {server.get('fault')}")
+
+    def call_api(self, fn: Callable[[], object]) -> object | None:
+        """An API action that may be refused synchronously (rescue, attach): the refusal is
+        an answer too; what it says is checked by the operation."""
+        try:
+            return fn()
+        except client.OpenStackApiException as e:
+            return e
+
+    # ---------------------------------------------------------- the host
+    def inventory(self) -> dict[str, set[str]]:
+        """Every object and staged file on every host, read from xapisim's own tables."""
+        out: dict[str, set[str]] = {c: set() for c in CLASSES}
+        out["file"] = set()
+        for backend in self.sim.backends:
+            store = backend.store
+            vdis = store.records("VDI")
+            parents = {r["sm_config"].get("vhd-parent") for r in vdis.values()}
+            for cls in CLASSES:
+                refs = set(store.all(cls))
+                if cls == "VM":
+                    refs = {r for r in refs if not store.get("VM", r)["is_a_template"]
+                            and not store.get("VM", r)["is_control_domain"]}
+                if cls == "VDI":
+                    # a base copy under a live VHD is the SR's to coalesce; one without
+                    # children is an orphan
+                    refs = {r for r in refs if vdis[r]["managed"] or vdis[r]["uuid"] not in parents}
+                out[cls] |= refs
+            for host in backend.hosts.values():
+                for sub in ("images", "boot/guest"):
+                    d = host.dom0_root / sub
+                    if d.is_dir():
+                        out["file"] |= {f"{host.config.address}:/{sub}/{p.name}"
+                                        for p in d.iterdir()}
+        return out
+
+    def sessions(self) -> Counter:
+        """Live sessions by originator, over every pool, but the test's own."""
+        count: Counter = Counter()
+        for backend in self.sim.backends:
+            for ref in backend.store.all("session"):
+                count[backend.store.get("session", ref).get("originator", "")] += 1
+        count.pop("functional-check", None)
+        return count
+
+    def scrub(self, left: dict[str, set[str]]) -> None:
+        """Remove what a run left, so that the next run's leftovers are its own."""
+        x = self.api_x
+        for vm in left.get("VM", ()):
+            try:
+                if x.VM.get_power_state(vm) != "Halted":
+                    x.VM.hard_shutdown(vm)
+                x.VM.destroy(vm)
+            except Exception:  # noqa: BLE001 - it may be gone already, or in another pool
+                pass
+        for cls in ("VBD", "VIF", "PBD", "VDI", "task", "SR"):
+            for ref in left.get(cls, ()):
+                try:
+                    api = getattr(x, cls)
+                    if cls in ("VBD", "VIF", "PBD") and api.get_currently_attached(ref):
+                        api.unplug(ref)
+                    if cls == "SR":
+                        x.SR.forget(ref)
+                    else:
+                        api.destroy(ref)
+                except Exception:  # noqa: BLE001
+                    pass
+        for name in left.get("file", ()):
+            address, _, path = name.partition(":")
+            target = self.sim.dom0_of(address) / path.lstrip("/")
+            if target.is_dir():
+                import shutil
+                shutil.rmtree(target, True)
+            else:
+                target.unlink(missing_ok=True)
+
+    def secret_in(self, server: dict) -> str | None:
+        text = repr(server.get("fault", ""))
+        sessions = {ref for b in self.sim.backends for ref in b.store.all("session")}
+        for secret in (*self.secrets, *sessions):
+            if secret and secret in text:
+                return secret[:12] + "..."
+        return None
+
+    # --------------------------------------------------------- the sweep
+    def sweep(self, op: Operation) -> Result:
+        result = Result(op.name)
+        if op.full_only and not FULL:
+            result.skipped = True
+            return result
+        started = time.monotonic()
+        # a first run makes what the driver keeps between operations (its cached image)
+        ctx = op.prepare()
+        op.run(ctx)
+        op.finish(ctx)
+        base_inventory = self.inventory()
+        ctx = op.prepare()
+        self.sim.faults.start_recording()
+        try:
+            op.run(ctx)
+        finally:
+            calls = self.sim.faults.stop_recording()
+        problems = op.check(ctx)
+        if problems:
+            self.fail(f"{op.name} fails without a fault: {problems}")
+        op.finish(ctx)
+        left = _diff(self.inventory(), base_inventory)
+        if left:
+            self.fail(f"{op.name} leaves {left} without a fault")
+        baseline = self.inventory()
+        sessions = self.sessions()
+        steps = [(k, wire) for k, wire in enumerate(calls) if wire not in NOT_SWEPT]
+        result.calls = len(steps)
+        ctx = None
+        for i, (k, wire) in enumerate(steps):
+            if result.broken:
+                break
+            nth = calls[:k].count(wire)
+            for kind in self.KINDS if FULL else (self.KINDS[i % len(self.KINDS)],):
+                result.runs += 1
+                label = f"{op.name}: {kind} at call {k} ({wire} #{nth + 1})"
+                ctx = self._faulted_run(op, ctx, wire, nth, kind, label, result, baseline,
+                                        sessions)
+        if ctx is not None:
+            self._finish(op, ctx, f"{op.name}: the last run", result, baseline)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _faulted_run(self, op: Operation, ctx: dict | None, wire: str, nth: int, kind: str,
+                     label: str, result: Result, baseline: dict[str, set[str]],
+                     sessions: Counter) -> dict | None:
+        """One run with one fault; the context, if the next run may start from it."""
+        problems_before = len(result.problems)
+        if ctx is None:
+            try:
+                ctx = op.prepare()
+            except Exception as e:  # noqa: BLE001 - an earlier run damaged the host
+                result.problems.append(f"{label}: could not prepare the run: {e}"[:600])
+                result.broken = True
+                return None
+        self.sim.faults.fired.clear()
+        rule = FAULTS[kind]
+        self.sim.faults.add(wire, rule["action"], after=nth, count=rule.get("count", 1))
+        try:
+            op.run(ctx)
+        except Exception as e:  # noqa: BLE001 - a run that cannot finish is a finding
+            result.problems.append(f"{label}: the run broke: {type(e).__name__}: {e}")
+        finally:
+            self.sim.faults.clear()
+        result.fired += bool(self.sim.faults.fired)
+        for problem in op.check(ctx):
+            result.problems.append(f"{label}: {problem}")
+        server = ctx.get("server")
+        if server is not None:
+            try:
+                secret = self.secret_in(self.api.get_server(server["id"]))
+            except client.OpenStackApiNotFoundException:
+                secret = None
+            if secret:
+                result.problems.append(f"{label}: the fault shows a secret ({secret})")
+        grown = self.sessions() - sessions
+        if grown:
+            result.problems.append(f"{label}: sessions leaked: {dict(grown)}")
+        if (op.reusable is not None and len(result.problems) == problems_before
+                and op.reusable(ctx)):
+            return ctx
+        self._finish(op, ctx, label, result, baseline)
+        return None
+
+    def _finish(self, op: Operation, ctx: dict, label: str, result: Result,
+                baseline: dict[str, set[str]]) -> None:
+        """Delete what the context holds; count and remove what is left beyond the baseline."""
+        try:
+            op.finish(ctx)
+        except Exception as e:  # noqa: BLE001
+            result.problems.append(f"{label}: cleaning up failed: {type(e).__name__}: {e}")
+        left = _diff(self.inventory(), baseline)
+        if left:
+            result.leftovers += sum(len(v) for v in left.values())
+            result.problems.append(f"{label}: left {_names(left)}")
+            self.scrub(left)
+
+
+def _diff(now: dict[str, set[str]], before: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {k: now[k] - before.get(k, set()) for k in now if now[k] - before.get(k, set())}
+
+
+def _names(left: dict[str, set[str]]) -> str:
+    return ", ".join(f"{len(v)} {k}" for k, v in sorted(left.items()))
