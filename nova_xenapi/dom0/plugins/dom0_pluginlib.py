@@ -46,10 +46,14 @@ def device(args):
     dev = arg(args, "dev")
     if not _DEV.match(dev):
         invalid("dev", dev, "not an accepted device name")
-    path = host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
+    return dev, host_path("/dev/" + dev)  # dev matched _DEV: no path can hide in it
+
+
+def present(dev, path):
+    """``path``, the device ``dev``, refused unless it is there (once every argument checked)."""
     if not os.path.exists(path):
         raise XenAPIPlugin.Failure("NO_SUCH_DEVICE", [dev])
-    return dev, path
+    return path
 
 
 def dom0_root():

@@ -34,6 +34,7 @@ def copy_vdi(session, args):
     if length > max_size:
         raise XenAPIPlugin.Failure("KERNEL_TOO_LARGE", [str(length), str(max_size)])
     target = dom0_pluginlib.path_under(KERNEL_DIR, filename)
+    dom0_pluginlib.present(dev, source)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     left = length
     with open(source, "rb") as src, open(target + ".part", "wb") as dst:

@@ -183,6 +183,7 @@ def _check_ext(fd, start):
 
 def grow_root(session, args):
     dev, path = dom0_pluginlib.device(args)
+    dom0_pluginlib.present(dev, path)
     fd = os.open(path, os.O_RDWR)
     try:
         disk = _disk_sectors(fd)
