@@ -11,6 +11,12 @@ it.  Cinder volumes are not staged: they are detached from the ``-orig`` VM,
 attached to the new VM, and attached again on a revert.  Disks never
 shrink.  Needs VHD files, so a file SR (ext, nfs) on both sides, and dom0s
 that trust each other's root keys.
+
+A failure on the source puts the VM back as it was; one on the destination
+removes what the destination received.  If the server is then deleted, what
+the source set aside goes too (``discard_set_aside``): at once on the same
+host, or, on another source host, when Nova's periodic clean-up finds the
+``-orig`` VM of a deleted server there.
 """
 
 from __future__ import annotations
