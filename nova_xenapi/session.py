@@ -255,8 +255,9 @@ class XenAPISession:
         """Call ``Class.message`` with the session prepended; return its value.
 
         ``HOST_IS_SLAVE`` means the call did not run, so any call is sent again
-        to the new master (a few times at most); a lost connection is retried,
-        with backoff, only for calls that are safe to repeat.
+        to the new master (a few times at most), and so is one that named the
+        managed host by a ref it lost when it left its pool; a lost connection
+        is retried, with backoff, only for calls that are safe to repeat.
         """
         retries = RETRIES if is_safe_to_repeat(method) else 1
         redirects = 3
@@ -267,8 +268,15 @@ class XenAPISession:
                 with self._borrow() as sdk:
                     return self._call_on(sdk, method, *args)
             except XenAPIError as exc:
-                if exc.code == "HANDLE_INVALID" and exc.details[1:3] == ["host", self.host_ref]:
-                    self._rehome()  # this call named the old ref: the next ones work again
+                old = self.host_ref
+                if exc.code == "HANDLE_INVALID" and exc.details[1:3] == ["host", old]:
+                    # the managed host has a new ref (it left its pool): the call did not
+                    # run, so it is sent again naming the host by its new ref
+                    self._rehome()
+                    if self.host_ref != old and old in args and redirects > 0:
+                        redirects -= 1
+                        args = tuple(self.host_ref if a == old else a for a in args)
+                        continue
                 if exc.code != "HOST_IS_SLAVE" or redirects == 0:
                     raise
                 redirects -= 1
