@@ -446,7 +446,8 @@ class ResizeSweepTest(_SweepBase):
                              {"status": "disabled"})
         self.sweep_files = self.inventory()["file"]
         resize = {"resize": {"flavorRef": self.big}}
-        self.report(self.moving("resize (same host)", resize, self.on_first_host))
+        self.report(self.moving("resize (same host)", resize, self.on_first_host,
+                                full_only=True))
         self.report(self.moving("confirm resize", {"confirmResize": None}, self.moved(resize),
                                 full_only=True))
         self.report(self.moving("revert resize", {"revertResize": None}, self.moved(resize),

@@ -23,8 +23,9 @@ After every run the sweep checks:
 class names (``KINDS``), in every operation. The default, used by the
 README's test command, fails every call once, the kind going round from one
 call to the next, and leaves out the operations marked ``full_only`` (the
-costliest runs: confirming, reverting and cold migration, whose driver
-paths the resize sweep shares in part) to keep the command under 15 minutes.
+costliest runs: resize, confirm, revert and cold migration, each run of
+which boots a server and moves its disks) to keep the command under 15
+minutes on two cores.
 
 The event pump's ``event.from`` is left out of the sweep, since it is not a
 step of the operation; how the pump recovers is tested on its own.
@@ -78,8 +79,7 @@ class Operation:
     #: whether what a run left (found in order by ``check``) is as ``prepare`` makes it, so
     #: the next run can start from it instead of preparing anew
     reusable: Callable[[dict], bool] | None = None
-    #: swept only by the full sweep (an operation whose runs cost the most, whose driver
-    #: path another operation of the default sweep shares in part)
+    #: swept only by the full sweep (an operation whose runs cost the most)
     full_only: bool = False
 
 
