@@ -19,6 +19,7 @@ from nova_xenapi import (
     console,
     device_metadata,
     events,
+    leftovers,
     lifecycle,
     live_migration,
     migration,
@@ -124,6 +125,8 @@ class XenAPIDriver(driver.ComputeDriver):
             self._check_runs_on_host()
         self.host.handler.check_sr(self.session, spawn.disks.find_sr(self.session, xs.sr_matching_filter))
         plugins.check_version(self.session)  # refuses a mismatched plugin set
+        # what this host's compute was doing when it last stopped is over: remove its leftovers
+        leftovers.sweep_at_start(self.session, xs.num_vbd_unplug_retries)
         host_ops.keep_node_identity(self.session.host_uuid)
         self._pump = events.EventPump(self.session)
         self._watcher = lifecycle.LifecycleWatcher(self.session, self.emit_event)

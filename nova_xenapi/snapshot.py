@@ -10,12 +10,18 @@ from nova.compute import task_states
 from oslo_log import log as logging
 
 from nova_xenapi import vm
-from nova_xenapi.errors import XenAPIError
+from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.spawn import Host, discard_vm, image_props
 from nova_xenapi.storage import coalesce, disks, images
 
 LOG = logging.getLogger(__name__)
+
+#: other_config mark put on the root disk for the moment of ``VDI.snapshot``, so that the
+#: snapshot, which xapi gives the disk's other_config, carries it until it is uploaded and
+#: removed: the uuid of the XAPI host whose compute takes it (leftovers.py removes what a
+#: compute that died meanwhile left)
+SNAPSHOTTING = "nova_snapshot_by"
 
 
 def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
@@ -29,7 +35,15 @@ def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task
     chain_before = disks.vhd_chain(session, root[0])
     # the root disk alone, as the old driver did: the image is the root disk, and a VM.snapshot
     # would also snapshot the server's volumes, which Cinder owns (and a raw iSCSI SR refuses)
-    snap = session.call_async("VDI.snapshot", root[0], {}, timeout=None)
+    session.call_xenapi("VDI.add_to_other_config", root[0], SNAPSHOTTING, session.host_uuid)
+    try:
+        snap = session.call_async("VDI.snapshot", root[0], {}, timeout=None)
+    finally:
+        try:
+            session.remove("VDI.remove_from_other_config", root[0], SNAPSHOTTING)
+        except (XenAPIError, HostConnectionError) as exc:  # the next start-up takes it off
+            LOG.warning("Could not take the snapshot mark off %s's root disk: %s",
+                        instance.name, exc)
     try:
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)

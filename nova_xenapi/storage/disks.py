@@ -25,6 +25,9 @@ LOG = logging.getLogger(__name__)
 NULL = "OpaqueRef:NULL"
 ROOT, SWAP, EPHEMERAL, CONFIG_DRIVE = "0", "1", "2", "3"
 CHUNK = 1 << 20
+#: other_config mark of a VBD ``plugged`` makes: the uuid of the XAPI host whose compute plugged
+#: it, so that compute removes it at start-up if it died with the disk plugged (leftovers.py)
+PLUGGED = "nova_plugged_by"
 
 
 def find_sr(session: XenAPISession, matching_filter: str) -> str:
@@ -72,7 +75,8 @@ def create_vdi(session: XenAPISession, sr: str, instance_uuid: str, role: str,
 
 
 def create_vbd(session: XenAPISession, vm: str, vdi: str, userdevice: str, *,
-               bootable: bool = False, read_only: bool = False) -> str:
+               bootable: bool = False, read_only: bool = False,
+               other_config: dict[str, str] | None = None) -> str:
     return session.call_xenapi("VBD.create", {
         "VM": vm,
         "VDI": vdi,
@@ -81,7 +85,7 @@ def create_vbd(session: XenAPISession, vm: str, vdi: str, userdevice: str, *,
         "mode": "RO" if read_only else "RW",
         "type": "Disk",
         "empty": False,
-        "other_config": {},
+        "other_config": other_config or {},
         "qos_algorithm_type": "",
         "qos_algorithm_params": {},
     })
@@ -98,7 +102,8 @@ def plugged(session: XenAPISession, vm: str, vdi: str, read_only: bool = False,
     device = session.call_xenapi("VM.get_allowed_VBD_devices", vm)
     if not device:
         raise XenAPIError(["VBD_NO_FREE_DEVICE", vm])
-    vbd = create_vbd(session, vm, vdi, device[0], read_only=read_only)
+    vbd = create_vbd(session, vm, vdi, device[0], read_only=read_only,
+                     other_config={PLUGGED: session.host_uuid})
     try:
         session.call_xenapi("VBD.plug", vbd)
         try:

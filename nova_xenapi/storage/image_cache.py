@@ -23,7 +23,11 @@ from nova_xenapi.storage import disks
 LOG = logging.getLogger(__name__)
 
 CACHE_KEY = "nova_image_cache"
-BYTES_KEY = "nova_image_bytes"
+BYTES_KEY = "nova_image_bytes"  # set once the base holds the whole image, with FILLING gone
+#: other_config mark of a base still being written: the uuid of the XAPI host whose compute
+#: writes it. Such a base is never cloned, and its compute removes it at start-up if it died
+#: while writing (leftovers.py)
+FILLING = "nova_filling_by"
 
 
 def wanted(policy: str, image_meta: Any) -> bool:
@@ -42,7 +46,8 @@ def _label(image_id: str) -> str:
 def find(session: XenAPISession, sr: str, image_id: str) -> str | None:
     for ref in session.call_xenapi("VDI.get_by_name_label", _label(image_id)):
         rec = session.get_record("VDI", ref)
-        if rec and rec["SR"] == sr and rec["other_config"].get(CACHE_KEY) == image_id:
+        if rec and rec["SR"] == sr and rec["other_config"].get(CACHE_KEY) == image_id \
+                and BYTES_KEY in rec["other_config"]:
             return ref
     return None
 
@@ -54,9 +59,11 @@ def base_image(session: XenAPISession, sr: str, image_meta: Any, size: int,
     with lockutils.lock(f"xenapi-image-cache-{sr}-{image_meta.id}"):
         base = find(session, sr, image_meta.id)
         if base is None:
-            base, written = fetch(size, _label(image_meta.id), {CACHE_KEY: image_meta.id})
+            base, written = fetch(size, _label(image_meta.id),
+                                  {CACHE_KEY: image_meta.id, FILLING: session.host_uuid})
             try:
-                session.call_xenapi("VDI.add_to_other_config", base, BYTES_KEY, str(written))
+                session.call_xenapi("VDI.set_other_config", base,
+                                    {CACHE_KEY: image_meta.id, BYTES_KEY: str(written)})
             except BaseException:
                 disks.destroy_vdi(session, base)
                 raise
@@ -86,7 +93,8 @@ def remove_unused(session: XenAPISession, images_in_use: set[str]) -> list[str]:
     removed = []
     for ref, rec in session.call_xenapi("VDI.get_all_records").items():
         image = rec["other_config"].get(CACHE_KEY)
-        if image and image not in images_in_use and not rec["VBDs"]:
+        if image and image not in images_in_use and not rec["VBDs"] \
+                and FILLING not in rec["other_config"]:  # being written now, or leftovers.py's
             try:
                 disks.destroy_vdi(session, ref)
                 removed.append(image)
