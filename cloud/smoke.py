@@ -6,7 +6,10 @@ hypervisors (one per simulated host), boots two servers on that network and
 checks the scheduler spread them, that each port is ACTIVE and bound to its
 server's host and is in that host's dom0 OVSDB with the external_ids a
 XenServer host sets (read over OVSDB's TCP port, as the agent reads it);
-kills one nova-compute with SIGKILL and starts it again; then stop, start,
+kills one nova-compute with SIGKILL and starts it again, then kills one in
+the middle of a snapshot and one in the middle of a boot (xapisim holds a
+call while the process is killed) and checks that nothing the cut-short
+operation made is left; then stop, start,
 reboot, snapshot, a console URL, and delete, after which the ports are gone
 from dom0.  Servers left by an earlier run that failed are deleted first.
 Each step prints its wall time; any failure stops the run with exit
@@ -23,7 +26,7 @@ import sys
 import time
 import urllib.parse
 
-from . import computes, processes, resources
+from . import computes, processes, resources, sim_control
 from .control_plane import BIN, admin_connection
 from .state import State
 
@@ -56,13 +59,14 @@ def dom0_interfaces(host_index: int, port_id: str) -> list[dict]:
     return [{"name": name, "external_ids": dict(ids[1])} for name, ids in json.loads(r.stdout)["data"]]
 
 
-def _wait_status(state: State, server: str, status: str, timeout: float = 180.0) -> dict:
+def _wait_status(state: State, server: str, status: str, timeout: float = 180.0,
+                 accept_error: bool = False) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         s = openstack(state, "server", "show", server)
         if s["status"] == status:
             return s
-        if s["status"] == "ERROR" or time.monotonic() > deadline:
+        if (s["status"] == "ERROR" and not accept_error) or time.monotonic() > deadline:
             raise SmokeFailed(f"server {server} is {s['status']}, not {status}: {s.get('fault')}")
         time.sleep(1)
 
@@ -100,6 +104,10 @@ def run(state: State) -> int:
         first = servers[0]["id"]
         step(f"kill -9 {servers[0]['OS-EXT-SRV-ATTR:host']}'s nova-compute, start it again",
              _restart_compute, state, servers[0], len(names))
+        step("kill -9 nova-compute in VDI.snapshot: ACTIVE after, no snapshot VDI left",
+             _crash_mid_snapshot, state, servers[1], len(names))
+        step("kill -9 nova-compute in VM.create: ERROR after, nothing left once deleted",
+             _crash_mid_boot, state, net_id, len(names))
         step("openstack server stop", _action, state, first, "stop", "SHUTOFF")
         step("openstack server start", _action, state, first, "start", "ACTIVE")
         step("openstack server reboot --wait", _action, state, first, "reboot", "ACTIVE")
@@ -119,7 +127,7 @@ def _delete_leftovers(state: State) -> None:
     for server in conn.compute.servers(all_projects=True, name="^smoke"):
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=180)
-    for image in conn.image.images(name="smoke-snap"):
+    for image in [*conn.image.images(name="smoke-snap"), *conn.image.images(name="smoke-crash")]:
         conn.image.delete_image(image)
 
 
@@ -170,6 +178,15 @@ def _restart_compute(state: State, server: dict, hosts: int) -> None:
     """A nova-compute killed outright and started again loses nothing: its server stays ACTIVE
     (the stop/start steps after this go through that same nova-compute)."""
     name = server["OS-EXT-SRV-ATTR:host"]
+    _kill_and_start(state, name, hosts)
+    after = openstack(state, "server", "show", server["id"])
+    if after["status"] != "ACTIVE" or after["OS-EXT-SRV-ATTR:host"] != name:
+        raise SmokeFailed(f"after the restart the server is {after['status']} on "
+                          f"{after['OS-EXT-SRV-ATTR:host']}")
+
+
+def _kill_and_start(state: State, name: str, hosts: int, before_start=None) -> None:
+    """SIGKILL nova-compute ``name``, then start it again and wait until it reports in."""
     pid = processes.running(state, name)
     if pid is None:
         raise SmokeFailed(f"{name} is not running")
@@ -182,6 +199,8 @@ def _restart_compute(state: State, server: dict, hosts: int) -> None:
     os.kill(pid, signal.SIGKILL)
     while processes.running(state, name) is not None:
         time.sleep(0.1)
+    if before_start is not None:
+        before_start()
     computes.start_computes(state, hosts)
     deadline = time.monotonic() + 120
     while heartbeat() == before:  # the new process has reported in (not the old heartbeat)
@@ -191,10 +210,49 @@ def _restart_compute(state: State, server: dict, hosts: int) -> None:
             raise SmokeFailed(f"{name} did not report in after the restart")
         time.sleep(2)
     computes.wait_for_computes(state, hosts)
-    after = openstack(state, "server", "show", server["id"])
-    if after["status"] != "ACTIVE" or after["OS-EXT-SRV-ATTR:host"] != name:
-        raise SmokeFailed(f"after the restart the server is {after['status']} on "
-                          f"{after['OS-EXT-SRV-ATTR:host']}")
+
+
+def _crash_mid_snapshot(state: State, server: dict, hosts: int) -> None:
+    """nova-compute dies while XAPI takes the snapshot (xapisim holds ``VDI.snapshot`` for a
+    while, and finishes it after the caller is gone, as xapi does). After the restart Nova
+    clears the task and the driver's start-up sweep removes the snapshot (leftovers.py)."""
+    with sim_control.Control(state, hosts) as sim:
+        sim.add_fault({"match": "VDI.snapshot", "action": "delay", "seconds": 3})
+        openstack(state, "server", "image", "create", "--name", "smoke-crash", server["id"])
+        sim.wait_fired()
+        _kill_and_start(state, server["OS-EXT-SRV-ATTR:host"], hosts, sim.clear_faults)
+        deadline = time.monotonic() + 60
+        while (s := openstack(state, "server", "show", server["id"]))["OS-EXT-STS:task_state"]:
+            if time.monotonic() > deadline:
+                raise SmokeFailed(f"the server kept task state {s['OS-EXT-STS:task_state']}")
+            time.sleep(1)
+        if s["status"] != "ACTIVE":
+            raise SmokeFailed(f"after the restart the server is {s['status']}")
+        snaps = sim.vdis(lambda r: r["is_a_snapshot"])
+        if snaps:
+            raise SmokeFailed(f"snapshot VDIs left: {snaps}")
+    for image in openstack(state, "image", "list", "--name", "smoke-crash"):
+        openstack(state, "image", "delete", image["ID"], output=False)
+
+
+def _crash_mid_boot(state: State, net_id: str, hosts: int) -> None:
+    """nova-compute dies while XAPI makes the VM (xapisim finishes ``VM.create`` after the
+    caller is gone). Nova's start-up sets the server to ERROR; deleting it removes the VM
+    and every disk made for it."""
+    with sim_control.Control(state, hosts) as sim:
+        sim.add_fault({"match": "VM.create", "action": "delay", "seconds": 3})
+        server = openstack(state, "server", "create", "--image", resources.IMAGE, "--flavor",
+                           resources.FLAVOR, "--network", net_id, "smoke-crash")
+        sim.wait_fired()
+        host = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:host"]
+        _kill_and_start(state, host, hosts, sim.clear_faults)
+        _wait_status(state, server["id"], "ERROR", accept_error=True)
+        name = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:instance_name"]
+        openstack(state, "server", "delete", "--wait", server["id"], output=False)
+        left = sim.vms(lambda r: r["name_label"].startswith(name)) + sim.vdis(
+            lambda r: r["other_config"].get("nova_instance_uuid") == server["id"])
+        if left:
+            raise SmokeFailed(f"the deleted server left {left}")
 
 
 def _action(state: State, server: str, action: str, status: str) -> None:

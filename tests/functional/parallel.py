@@ -1,0 +1,84 @@
+"""One of several worker processes sharing the functional tests and the fault sweep.
+
+``scripts/test`` starts a few of these at once (``python -m
+tests.functional.parallel WORK_DIR``). Each discovers the same work, in the
+same order: every fault-sweep test method first (the longest), then every
+functional test class. A worker takes an item by creating a claim file for
+it in ``WORK_DIR`` (``O_EXCL``, so exactly one worker gets each) and runs it
+with unittest; so a worker that finishes early takes the next item instead
+of waiting for a fixed share. The exit status is unittest's: 0 when every
+test it ran passed.
+
+Nova's test base keeps its state per test (each test builds its own stack on
+its own xapisim), so tests of one module can run in different processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import unittest
+from collections.abc import Iterator
+from pathlib import Path
+
+FUNCTIONAL = Path(__file__).resolve().parent
+TOP = FUNCTIONAL.parent.parent
+
+
+def _flatten(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def work() -> list[unittest.TestSuite]:
+    """The items, in the order workers take them: sweep methods, then functional classes."""
+    loader = unittest.TestLoader()
+    sweep = loader.loadTestsFromName("tests.functional.fault_sweep")
+    items = [unittest.TestSuite([t]) for t in _flatten(sweep)]
+    by_class: dict[str, unittest.TestSuite] = {}
+    for test in _flatten(loader.discover(str(FUNCTIONAL), top_level_dir=str(TOP))):
+        if isinstance(test, unittest.loader._FailedTest):  # an import error is a failure too
+            by_class[test.id()] = unittest.TestSuite([test])
+            continue
+        name = f"{type(test).__module__}.{type(test).__qualname__}"
+        by_class.setdefault(name, unittest.TestSuite()).addTest(test)
+    return items + [by_class[k] for k in sorted(by_class)]
+
+
+def _claim(work_dir: Path, index: int) -> bool:
+    try:
+        os.close(os.open(work_dir / f"{index}.claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+class Claimed(unittest.TestSuite):
+    """The items this worker claims, each claimed only when the previous one has run."""
+
+    def __init__(self, items: list[unittest.TestSuite], work_dir: Path) -> None:
+        super().__init__()
+        self._items = items
+        self._dir = work_dir
+
+    def run(self, result: unittest.TestResult, debug: bool = False) -> unittest.TestResult:
+        for index, suite in enumerate(self._items):
+            if result.shouldStop:
+                break
+            if _claim(self._dir, index):
+                suite.run(result)  # each item is a top-level suite: its class fixtures end with it
+        return result
+
+
+def main(argv: list[str]) -> int:
+    work_dir = Path(argv[0])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    result = unittest.TextTestRunner(stream=sys.stderr).run(Claimed(work(), work_dir))
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
