@@ -216,8 +216,10 @@ class XenAPIDriver(driver.ComputeDriver):
         """XAPI finishes reboots itself; nothing is left to poll."""
 
     # -------------------------------------------------------------- listing
-    def _nova_vms(self) -> dict[str, dict]:
-        return {ref: rec for ref, rec in self.session.call_xenapi("VM.get_all_records").items()
+    def _nova_vms(self, records: dict[str, dict] | None = None) -> dict[str, dict]:
+        if records is None:
+            records = self.session.call_xenapi("VM.get_all_records")
+        return {ref: rec for ref, rec in records.items()
                 if not rec["is_a_template"] and not rec["is_control_domain"]
                 and rec["other_config"].get("nova_uuid") and vm.on_host(rec, self.session.host_ref)}
 
@@ -229,8 +231,9 @@ class XenAPIDriver(driver.ComputeDriver):
         (``-orig``): a server deleted while its migration had failed elsewhere has nothing
         else on this host, and Nova's periodic ``_cleanup_running_deleted_instances`` then
         finds it here and has it destroyed."""
-        uuids = [rec["other_config"]["nova_uuid"] for rec in self._nova_vms().values()]
-        for rec in self.session.call_xenapi("VM.get_all_records").values():
+        records = self.session.call_xenapi("VM.get_all_records")
+        uuids = [rec["other_config"]["nova_uuid"] for rec in self._nova_vms(records).values()]
+        for rec in records.values():
             orig_of = rec["other_config"].get(migration.ORIG_KEY)
             if orig_of and orig_of not in uuids and not rec["is_a_template"] and \
                     vm.on_host(rec, self.session.host_ref):

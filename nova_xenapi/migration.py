@@ -22,7 +22,6 @@ host, or, on another source host, when Nova's periodic clean-up finds the
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -76,20 +75,14 @@ def _rename(session: Any, vm_ref: str, name: str, instance_uuid: str, orig: bool
     session.call_xenapi("VM.set_other_config", vm_ref, other)
 
 
-def _remove_staged(session: Any, instance_uuid: str, attempts: int = 3) -> None:
+def _remove_staged(session: Any, instance_uuid: str) -> None:
     """Remove the instance's staged disks from dom0's /images, asking again after a failure
     (what stays there fills dom0's disk); a failure in the end is only logged."""
-    for attempt in range(1, attempts + 1):
-        try:
-            plugins.call(session, "migration.py", "remove_staged", {"instance_uuid": instance_uuid})
-            return
-        except plugins.PluginsMissing as exc:
-            error: Exception = exc
-            break
-        except (XenAPIError, HostConnectionError) as exc:
-            error = exc
-            time.sleep(0.1 * attempt)
-    LOG.warning("Could not remove the staged disks of %s from dom0: %s", instance_uuid, error)
+    try:
+        session.again(plugins.call, session, "migration.py", "remove_staged",
+                      {"instance_uuid": instance_uuid})
+    except (plugins.PluginsMissing, XenAPIError, HostConnectionError) as exc:
+        LOG.warning("Could not remove the staged disks of %s from dom0: %s", instance_uuid, exc)
 
 
 def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: int,

@@ -367,23 +367,29 @@ class XenAPISession:
         """Call a message that removes something (``VDI.destroy``, ``VBD.unplug``, ...).
 
         A removal that gives up leaves an orphan on the host, so after a lost
-        connection or an error it is asked again (``attempts`` in all); an
-        error code in ``done`` says the thing is gone already, which is
-        success (so is the repeat of a removal whose answer was lost).
+        connection or an error it is asked again (``again``); an error code in
+        ``done`` says the thing is gone already, which is success (so is the
+        repeat of a removal whose answer was lost).
         """
+        self.again(self.call_xenapi, method, *args, done=done, attempts=attempts)
+
+    @staticmethod
+    def again(fn: Any, *args: Any, done: tuple[str, ...] = (), attempts: int = 3) -> Any:
+        """``fn(*args)``, called again after a XAPI error or a lost connection, ``attempts``
+        times in all; a XAPI error whose code is in ``done`` counts as success (None)."""
         for attempt in range(1, attempts + 1):
             try:
-                self.call_xenapi(method, *args)
-                return
+                return fn(*args)
             except XenAPIError as exc:
                 if exc.code in done:
-                    return
+                    return None
                 if attempt == attempts:
                     raise
             except HostConnectionError:
                 if attempt == attempts:
                     raise
             time.sleep(0.1 * attempt)
+        return None
 
     def discard_task(self, task: str) -> None:
         """Destroy a finished task: a task left behind stays in the host's task list until
