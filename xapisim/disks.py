@@ -292,6 +292,12 @@ class DiskStore:
             info = image_info(src, src_fmt)
             if info.get("format") != src_fmt:
                 raise XapiError("VDI_IO_ERROR", f"not a {src_fmt} image")
+            # qemu-img would read a file of this machine for the image's data. xapi's qcow2
+            # import (qcow-stream-tool) reads the stream alone; what it does with such a header
+            # is not confirmed, so refusing it is the safe side of that doubt
+            if info.get("backing-filename") or \
+                    info.get("format-specific", {}).get("data", {}).get("data-file"):
+                raise XapiError("VDI_IO_ERROR", f"a {src_fmt} image naming a backing or data file")
             if int(info["virtual-size"]) > vdi_size:
                 raise XapiError("VDI_IO_ERROR", "image is larger than the VDI")
         elif src.stat().st_size > vdi_size:

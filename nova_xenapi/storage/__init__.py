@@ -4,6 +4,8 @@
   removes disks. Every other module here builds on it.
 * ``images``: the two streaming image handlers (``vdi_remote_stream``,
   ``vdi_local_dev``), the image formats, and root disk sizing.
+* ``image_checks``: an image's bytes checked as they stream from Glance (format,
+  qcow2 backing and data files, differencing VHDs, size), before a disk holds them.
 * ``direct_vhd``: the ``direct_vhd`` handler. dom0 moves VHD chains between
   Glance and a file SR.
 * ``handlers``: picks the handler that ``[xenserver] image_handler`` names.
@@ -21,7 +23,7 @@
   extend, swap, and what migrations do with them.
 
 Imports flow one way: ``handlers`` → ``direct_vhd`` → ``images`` → ``disks``
-→ the session layer, and ``volumes`` → ``volume_sources`` → the session layer
+→ the session layer (``images`` also → ``image_checks``), and ``volumes`` → ``volume_sources`` → the session layer
 and the plugin calls. Nothing here imports the modules that use storage
 (spawn, snapshot, migration).
 """

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import tempfile
 from typing import Any
 
@@ -32,6 +31,7 @@ from oslo_utils import units
 from nova_xenapi import this_vm
 from nova_xenapi.session import XenAPISession
 from nova_xenapi.storage import disks
+from nova_xenapi.storage.image_checks import ImageChecker
 
 LOG = logging.getLogger(__name__)
 
@@ -45,41 +45,6 @@ TRANSFER_TIMEOUT = 3600.0
 
 class HandlerNotAvailable(exception.NovaException):
     msg_fmt = "image_handler %(name)s is not available: %(reason)s"
-
-
-def header_virtual_size(disk_format: str, head: bytes) -> int | None:
-    """The virtual size recorded in a VHD footer copy or a qcow2 header, if present."""
-    if disk_format == "vhd" and head[:8] == b"conectix" and len(head) >= 56:
-        return struct.unpack(">Q", head[48:56])[0]
-    if disk_format == "qcow2" and head[:4] == b"QFI\xfb" and len(head) >= 32:
-        return struct.unpack(">Q", head[24:32])[0]
-    return None
-
-
-class _SizeCheckingWriter:
-    """Forwards an image stream, refusing it once its header shows it will not fit."""
-
-    def __init__(self, inner: Any, disk_format: str, limit: int, image_id: str) -> None:
-        self._inner = inner
-        self._format = disk_format
-        self._limit = limit
-        self._image_id = image_id
-        self._head = b""
-        self.seen = 0
-
-    def write(self, data: bytes) -> None:
-        self.seen += len(data)
-        if self._format == "raw" and self.seen > self._limit:
-            self._too_big(self.seen)
-        if len(self._head) < 64:
-            self._head += bytes(data[: 64 - len(self._head)])
-            size = header_virtual_size(self._format, self._head)
-            if size is not None and size > self._limit:
-                self._too_big(size)
-        self._inner.write(data)
-
-    def _too_big(self, size: int) -> None:
-        raise exception.FlavorDiskSmallerThanImage(flavor_size=self._limit, image_size=size)
 
 
 class _FillingHandler:
@@ -120,8 +85,9 @@ class RemoteStreamHandler(_FillingHandler):
         if fmt == "raw" and image_meta.size > limit:
             raise exception.FlavorDiskSmallerThanImage(flavor_size=limit, image_size=image_meta.size)
         with disks.importer(session, vdi, fmt, int(image_meta.size), TRANSFER_TIMEOUT) as writer:
-            checker = _SizeCheckingWriter(writer, fmt, limit, image_meta.id)
+            checker = ImageChecker(writer, fmt, limit, image_meta.id)
             self._glance.download(context, image_meta.id, data=checker)
+            checker.finish()
         LOG.debug("Streamed %d bytes of image %s into the root disk", checker.seen, image_meta.id)
         return checker.seen
 
@@ -166,14 +132,15 @@ class LocalDevHandler(_FillingHandler):
         with self.attached(session, vdi) as device:
             if fmt == "raw":
                 with open(device, "r+b") as dev:
-                    checker = _SizeCheckingWriter(dev, "raw", limit, image_meta.id)
+                    checker = ImageChecker(dev, "raw", limit, image_meta.id)
                     self._glance.download(context, image_meta.id, data=checker)
                     dev.flush()
                     os.fsync(dev.fileno())
                 return checker.seen
             with tempfile.NamedTemporaryFile(prefix="nova-xenapi-img-") as tmp:
-                checker = _SizeCheckingWriter(tmp, fmt, limit, image_meta.id)
+                checker = ImageChecker(tmp, fmt, limit, image_meta.id)
                 self._glance.download(context, image_meta.id, data=checker)
+                checker.finish()  # qemu-img reads only what passed the checks
                 tmp.flush()
                 processutils.execute("qemu-img", "convert", "-n", "-f", QEMU_FORMATS[fmt],
                                      "-O", "raw", tmp.name, device)
