@@ -138,6 +138,13 @@ def _bad_tar(tmp_path, kind) -> bytes:
             info.type, info.linkname = tarfile.SYMTYPE, "/etc/shadow"
             tar.addfile(info)
         return buf.getvalue()
+    if kind == "parent-outside":  # the leaf alone: its parent locator names a file elsewhere
+        return vhd_images.tarball(paths[:1])
+    if kind == "loop":  # the base made a child of the leaf: each the parent of the other
+        from xapisim import vhd
+        looped = paths[1].with_name("looped.vhd")
+        vhd.create_child(str(looped), str(paths[0]), SIZE)
+        looped.replace(paths[1])  # the leaf's parent, layer1.vhd, is now the leaf's child
     if kind == "hidden-leaf":
         from xapisim import vhd
         vhd.set_hidden(str(paths[0]), True)
@@ -152,6 +159,8 @@ def _bad_tar(tmp_path, kind) -> bytes:
                                        ("not-a-tar", "IMAGE_NOT_A_TAR"),
                                        ("symlink", "IMAGE_BAD_MEMBER"),
                                        ("hidden-leaf", "IMAGE_BAD_CHAIN"),
+                                       ("parent-outside", "IMAGE_BAD_CHAIN"),
+                                       ("loop", "IMAGE_BAD_CHAIN"),
                                        ("corrupt", "IMAGE_INVALID_VHD")])
 def test_bad_images_leave_the_sr_as_it_was(plugged, glance_api, tmp_path, kind, code):
     sim, x, host, sr, sr_dir = _setup(plugged)
@@ -201,3 +210,52 @@ def test_https_checks_the_certificate(plugged, tmp_path, monkeypatch):
         got = _download(x, host, sr, server, image_id)
     assert sim.backend.disks.read_all(x.SR.get_uuid(sr), "ext", got["root"]["uuid"]) == \
         vhd_images.expected(SIZE, LAYERS)
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_the_sr(plugged, glance_api, tmp_path):
+    """A member far longer than a VHD of its own virtual size can be: 8 MiB of disk, then
+    256 MiB of zeros that gzip makes about 1 MiB of. Refused at its header, not after."""
+    import gzip
+    import io
+    import tarfile
+    sim, x, host, sr, sr_dir = _setup(plugged)
+    (vhd,) = vhd_images.chain(tmp_path / "bomb", SIZE, LAYERS[:1])
+    head = vhd.read_bytes()[:512]  # the footer copy: virtual size 8 MiB
+    size = 256 * MIB
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz, \
+            tarfile.open(fileobj=gz, mode="w|") as tar:
+        info = tarfile.TarInfo("0.vhd")
+        info.size = size
+        tar.addfile(info, _Bomb(head, size))
+    assert len(raw.getvalue()) < 2 * MIB
+    image_id = vhd_images.create_image(glance_api.url)
+    vhd_images.upload(glance_api.url, image_id, raw.getvalue())
+    before = sorted(sr_dir.iterdir())
+    details = _failure(_download, x, host, sr, glance_api, image_id)
+    assert details[0] == "IMAGE_INVALID_VHD" and "larger than a VHD" in details[-1], details
+    assert sorted(sr_dir.iterdir()) == before
+
+
+class _Bomb:
+    """``head``, then zeros, ``size`` bytes in all, read without holding them."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head, self.left = head, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data, self.head = self.head[:n], self.head[n:]
+        data += b"\0" * (n - len(data))
+        self.left -= n
+        return data
+
+
+def test_a_vhd_larger_than_the_flavor_is_refused_before_it_is_written(plugged, glance_api,
+                                                                       tmp_path):
+    sim, x, host, sr, sr_dir = _setup(plugged)
+    before = sorted(sr_dir.iterdir())
+    details = _failure(_download, x, host, sr, glance_api, _image(glance_api, tmp_path),
+                       extra={"max_virtual_size": str(SIZE - MIB)})
+    assert details[:2] == ["IMAGE_TOO_LARGE", details[1]] and details[2:] == [str(SIZE), str(SIZE - MIB)]
+    assert sorted(sr_dir.iterdir()) == before

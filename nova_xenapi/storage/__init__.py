@@ -23,7 +23,7 @@
   extend, swap, and what migrations do with them.
 
 Imports flow one way: ``handlers`` → ``direct_vhd`` → ``images`` → ``disks``
-→ the session layer (``images`` also → ``image_checks``), and ``volumes`` → ``volume_sources`` → the session layer
-and the plugin calls. Nothing here imports the modules that use storage
+→ the session layer (``images`` also → ``image_checks``), and ``volumes`` →
+``volume_sources`` → the session layer and the plugin calls. Nothing here imports the modules that use storage
 (spawn, snapshot, migration).
 """

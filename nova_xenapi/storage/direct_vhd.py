@@ -43,6 +43,9 @@ def _plugin_error(image_id: str, exc: XenAPIError) -> Exception:
         return exception.ImageNotFound(image_id=image_id)
     if code in ("GLANCE_UNAUTHORIZED",):
         return exception.ImageNotAuthorized(image_id=image_id)
+    if code == "IMAGE_TOO_LARGE" and len(params) >= 2:  # [..., virtual size, limit]
+        return exception.FlavorDiskSmallerThanImage(flavor_size=int(params[-1]),
+                                                    image_size=int(params[-2]))
     return exception.ImageUnacceptable(image_id=image_id, reason=f"dom0 image transfer failed: {exc}")
 
 
@@ -92,7 +95,7 @@ class DirectVhdHandler:
                 f"VHD chain), not disk_format {image_meta.disk_format}")
         sr_uuid = session.call_xenapi("SR.get_uuid", sr)
         got = self._call(context, session, "download_vhd", image_id, {
-            "image_id": image_id, "sr_uuid": sr_uuid,
+            "image_id": image_id, "sr_uuid": sr_uuid, "max_virtual_size": str(size),
             "uuids": ",".join(str(uuid.uuid4()) for _ in range(MAX_CHAIN))}, retry=True)
         leaf_uuid = got["root"]["uuid"]
         session.call_xenapi("SR.scan", sr)

@@ -32,6 +32,7 @@ import queue
 import re
 import shutil
 import ssl
+import struct
 import tarfile
 import tempfile
 import threading
@@ -211,6 +212,19 @@ def _skip_padding(body, size):
     _read_exactly(body, -size % tarfile.BLOCKSIZE)
 
 
+def _vhd_bound(image_id, head, max_virtual_size):
+    """The most bytes a VHD file whose footer copy is ``head`` can hold: its virtual size, a
+    sector of bitmap per 128 KiB block at worst, its BAT and metadata. A member longer than that
+    (a gzip bomb of zeros, say) is refused before it fills the SR; so is a VHD whose virtual
+    size is over ``max_virtual_size``."""
+    if len(head) < 512 or head[:8] != b"conectix":
+        _fail("IMAGE_INVALID_VHD", image_id, "a member does not start with a VHD footer")
+    (size,) = struct.unpack(">Q", head[48:56])
+    if max_virtual_size is not None and size > max_virtual_size:
+        _fail("IMAGE_TOO_LARGE", image_id, size, max_virtual_size)
+    return size + size // 256 + 8 * 1024 * 1024
+
+
 def _copy_member(body, size, out):
     left = size
     while left:
@@ -219,7 +233,7 @@ def _copy_member(body, size, out):
         left -= len(data)
 
 
-def _receive(resp, staging, image_id):
+def _receive(resp, staging, image_id, max_virtual_size=None):
     """Extract the ``<n>.vhd`` members of the tar stream (gzip allowed) into ``staging``;
     their count."""
     body = _Md5Reader(resp)
@@ -243,11 +257,17 @@ def _receive(resp, staging, image_id):
             free = os.statvfs(staging)
             if member.size > free.f_bavail * free.f_frsize:
                 _fail("SR_FULL", member.size, free.f_bavail * free.f_frsize)
+            head = (source.read(min(512, member.size)) if source is not None
+                    else _read_exactly(body, min(512, member.size)))
+            if member.size > _vhd_bound(image_id, head, max_virtual_size):
+                _fail("IMAGE_INVALID_VHD", image_id,
+                      f"{member.name[:80]} is larger than a VHD of its virtual size can be")
             with open(os.path.join(staging, f"{number}.vhd"), "wb") as out:
+                out.write(head)
                 if source is not None:
                     shutil.copyfileobj(source, out, CHUNK)
                 else:
-                    _copy_member(body, member.size, out)
+                    _copy_member(body, member.size - len(head), out)
         if tar is not None:
             tar.close()
         while body.read(CHUNK):  # the tar's trailing padding counts for the checksum
@@ -269,6 +289,13 @@ def _transfer_args(args):
             _endpoint(args), _token(args), dom0_vhdchain.sr_path(args))
 
 
+def _max_virtual_size(args):
+    """Optional ``max_virtual_size``: bytes no VHD of the image may exceed (the flavor's disk)."""
+    if "max_virtual_size" not in args:
+        return None
+    return dom0_pluginlib.int_arg(args, "max_virtual_size", 1, 1 << 50)
+
+
 def download_vhd(session, args):
     image_id, url, token, sr_path = _transfer_args(args)
     uuids = dom0_vhdchain.uuids_arg(args, "uuids")
@@ -280,7 +307,7 @@ def download_vhd(session, args):
             conn.request("GET", _image_path(url, image_id), headers=headers)
             resp = conn.getresponse()
             _check_http(resp, image_id)
-            count = _receive(resp, staging, image_id)
+            count = _receive(resp, staging, image_id, _max_virtual_size(args))
         except (OSError, http.client.HTTPException) as e:
             _fail("GLANCE_UNREACHABLE", image_id, type(e).__name__, str(e)[:200])
         finally:
