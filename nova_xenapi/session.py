@@ -70,6 +70,7 @@ class XenAPISession:
         self.calls = 0
         self.pump = None  # an events.EventPump, when one follows this session's pool
         self.host_ref = self.host_uuid = ""
+        self._members: set[str] = set()  # the pool's host addresses, to find a new master
         self._find_named_host()
 
     @property
@@ -84,13 +85,18 @@ class XenAPISession:
             #: calls go to the pool master (which may move); refs outlive master changes
             self.host_ref = self._named_host(first, urlsplit(self._configured_url).hostname or "")
             self.host_uuid = self._call_on(first, "host.get_uuid", self.host_ref)
+            self._learn_members(self._call_on(first, "host.get_all_records"))
         finally:
             self._checkin(first)
+
+    def _learn_members(self, hosts: dict[str, dict]) -> None:
+        self._members = {rec["address"] for rec in hosts.values() if rec.get("address")}
 
     def refresh_host(self) -> None:
         """Find this session's host again by its uuid: after ``pool.join`` its ref is the
         new pool's."""
         self.host_ref = self.call_xenapi("host.get_by_uuid", self.host_uuid)
+        self._learn_members(self.call_xenapi("host.get_all_records"))
 
     def _rehome(self) -> None:
         """The host this session manages has left the pool it talked to (``pool.eject``: it
@@ -146,10 +152,49 @@ class XenAPISession:
             return sdk
         raise HostConnectionError(f"{self._url}: too many HOST_IS_SLAVE redirections")
 
-    def _follow_master(self, master_address: str) -> None:
+    def _url_of(self, address: str) -> str:
         parts = urlsplit(self._url)
-        netloc = master_address if parts.port is None else f"{master_address}:{parts.port}"
-        new = urlunsplit((parts.scheme, netloc, "", "", ""))
+        netloc = address if parts.port is None else f"{address}:{parts.port}"
+        return urlunsplit((parts.scheme, netloc, "", "", ""))
+
+    def _probe(self, url: str) -> tuple[str, str]:
+        """What the host at ``url`` says to a login: ("master", ""), ("supporter", its
+        master's address) or ("down", "")."""
+        tr = transport.XmlRpcTransport(url, self._tls, self._login_timeout)
+        sdk = XenAPI.Session(url, transport=tr)
+        try:
+            sdk.login_with_password(self._username, self._password, "1.0", self._originator)
+        except XenAPI.Failure as exc:
+            if exc.details and exc.details[0] == "HOST_IS_SLAVE" and len(exc.details) > 1:
+                return "supporter", exc.details[1]
+            return "down", ""
+        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError):
+            return "down", ""
+        with contextlib.suppress(Exception):
+            sdk.xenapi.session.logout()
+        return "master", ""
+
+    def _find_new_master(self) -> bool:
+        """The master did not answer. With HA armed, the pool elects a live member as its
+        new master: ask the members this session knows which one it is (a supporter names
+        it; the master itself lets the login in) and follow it. True if the session now
+        talks to another master; False if the master answers after all (a lost connection,
+        not a dead host) or no member knows of another one (no HA: an operator must run
+        ``pool-emergency-transition-to-master``)."""
+        dead = urlsplit(self._url).hostname or ""
+        if self._probe(self._url)[0] != "down":
+            return False
+        for address in sorted(self._members - {dead}):
+            state, master = self._probe(self._url_of(address))
+            if state == "master" or (state == "supporter" and master not in ("", dead)):
+                LOG.warning("XAPI pool master %s does not answer; %s is the master now",
+                            dead, master or address)
+                self._follow_master(master or address)
+                return True
+        return False
+
+    def _follow_master(self, master_address: str) -> None:
+        new = self._url_of(master_address)
         with self._lock:
             if new != self._url:
                 LOG.info("XAPI pool master is %s; following it", master_address)
@@ -283,6 +328,11 @@ class XenAPISession:
                 self._follow_master(exc.details[1])
             except HostConnectionError:
                 attempt += 1
+                if redirects > 0 and self._members and self._find_new_master():
+                    redirects -= 1
+                    if retries == 1:
+                        raise  # it may have run on the master that died: the caller judges
+                    continue  # sent again to the new master at once
                 if attempt >= retries:
                     raise
                 LOG.warning("XAPI call %s lost its connection; retrying in %.1fs", method, delay)

@@ -180,3 +180,56 @@ def test_a_caller_waiting_for_a_session_gets_the_slot_a_broken_one_frees(sim):
     b.join(10)
     assert got and isinstance(got[0], list), "the waiting caller never got a session"
     assert s.peak_open == 1
+
+
+@pytest.fixture
+def ha_pool(tmp_path):
+    """Two hosts with a shared SR and HA armed, as XenServer HA wants them."""
+    config = SimConfig(password=PASSWORD, hosts=host_configs(2, 16384, 8), shared_sr="nfs",
+                       auth_failure_delay=0)
+    with Simulator(config, tmp_path / "state") as sim:
+        admin = _session(sim.url, originator="ha-admin")
+        pool = admin.call_xenapi("pool.get_all")[0]
+        admin.call_xenapi("pool.enable_ha", [], {})
+        assert admin.call_xenapi("pool.get_ha_enabled", pool)
+        with pytest.raises(XenAPIError, match="HA_IS_ENABLED"):
+            admin.call_xenapi("pool.enable_ha", [], {})
+        admin.close()
+        yield sim
+
+
+def test_the_master_dies_and_ha_elects_another_the_session_finds_it(ha_pool):
+    """xapi_ha.ml: with HA armed a live member becomes master when the master dies. The
+    session asks the members it knows which one is master now, and goes on there."""
+    sim = ha_pool
+    s = _session(sim.host_urls[1])  # manages the supporter
+    managed = s.host_ref
+    sim.faults.add("VM.get_all", "kill_master")
+    assert s.call_xenapi("VM.get_all")  # safe to repeat: sent again to the new master
+    assert s.url == sim.host_urls[1] and s.host_ref == managed
+    assert sim.backend.master_address() == "127.0.0.2"
+    # a call that may have run on the master that died is not sent again: its caller judges
+    sim.faults.clear()
+    s.call_xenapi("pool.designate_new_master", sim.backend.host_by_address("127.0.0.1"))
+    a_vm = s.call_xenapi("VM.get_all")[0]
+    sim.faults.add("VM.set_name_description", "kill_master")
+    with pytest.raises(HostConnectionError):
+        s.call_xenapi("VM.set_name_description", a_vm, "x")
+    assert s.call_xenapi("VM.get_name_label", a_vm) is not None  # the next call works
+    assert s.url == sim.host_urls[1]
+
+
+def test_without_ha_a_dead_master_is_a_clear_error(sim):
+    s = _session(sim.host_urls[1])
+    sim.faults.add("VM.get_all", "kill_master")
+    with pytest.raises(HostConnectionError):
+        s.call_xenapi("VM.get_all")
+    assert s.url == sim.host_urls[0]  # nobody else is master: nothing to follow
+
+
+def test_ha_needs_a_shared_sr_for_its_statefile(sim):
+    s = _session(sim.url)
+    with pytest.raises(XenAPIError, match="CANNOT_CREATE_STATE_FILE"):
+        s.call_xenapi("pool.enable_ha", [], {})
+    with pytest.raises(XenAPIError, match="HA_NOT_ENABLED"):
+        s.call_xenapi("pool.disable_ha")

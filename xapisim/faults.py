@@ -10,7 +10,8 @@ after skipping ``after`` matching calls.  Actions:
 * ``delay``: sleep ``seconds`` then run the call normally;
 * ``drop``: close the connection without answering;
 * ``expire_sessions``: destroy every session, then answer SESSION_INVALID;
-* ``kill_master``: the master stops answering (connections are refused);
+* ``kill_master``: the master stops answering (connections are refused); with
+  HA armed (``pool.enable_ha``) a live member becomes master, as HA elects one;
 * ``move_master``: another live host of the pool becomes its master (as
   ``pool.designate_new_master`` makes it), and the call, which reached the
   old master, is answered ``HOST_IS_SLAVE`` with the new master's address.
@@ -144,7 +145,10 @@ class Faults:
                 backend.logout(s)
             raise XapiError("SESSION_INVALID", "expired")
         elif rule.action == "kill_master":
-            self.killed_hosts.add(backend.master_address())
+            dead = backend.master_address()
+            self.killed_hosts.add(dead)
+            from .messages.pool import ha_failover
+            ha_failover(backend, dead)  # with HA armed, a live member is master at once
             raise DropConnection()
         elif rule.action == "move_master":
             raise XapiError("HOST_IS_SLAVE", self._move_master(backend))

@@ -267,6 +267,9 @@ class Simulator:
         with backend.store.lock:
             backend.store.set("host_metrics", backend.store.get("host", ref)["metrics"], live=False)
         self.faults.killed_hosts.add(address)
+        if backend.master_address() == address:
+            from .messages.pool import ha_failover
+            ha_failover(backend, address)
 
     @property
     def migrations(self) -> list[dict]:

@@ -83,6 +83,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
     STANDALONE_HOSTS = 0
     #: hosts in the first pool (127.0.0.1 is its master); standalone hosts come after them
     POOL_HOSTS = 1
+    #: the address of the pool member the compute manages (its URL redirects to the master);
+    #: None for the master
+    COMPUTE_ADDRESS: str | None = None
     SR_MATCHING_FILTER = "default-sr:true"
     #: an NFS SR shared by the first pool's hosts, its default SR (for live migration)
     SHARED_SR: str | None = None
@@ -147,7 +150,8 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
         self.flags(compute_driver="xenapi.XenAPIDriver")
         self.flags(api_paste_config=os.path.join(sys.prefix, "etc", "nova", "api-paste.ini"),
                    group="wsgi")
-        self.flags(connection_url=self.sim.url, connection_password=PASSWORD, check_host=False,
+        self.flags(connection_url=self.sim.url_of(self.COMPUTE_ADDRESS) if self.COMPUTE_ADDRESS
+                   else self.sim.url, connection_password=PASSWORD, check_host=False,
                    image_handler=self.IMAGE_HANDLER, ovs_integration_bridge=INTEGRATION_BRIDGE,
                    connection_concurrent=self.CONNECTION_CONCURRENT,
                    sr_matching_filter=self.SR_MATCHING_FILTER,

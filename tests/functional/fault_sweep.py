@@ -459,7 +459,22 @@ class ResizeSweepTest(_SweepBase):
                                 self.on_first_host, full_only=True))
 
 
-class PoolMasterSweepTest(_SweepBase):
+class _FollowsMaster:
+    @property
+    def api_x(self):
+        """The test's own session follows the master too (the SDK does not)."""
+        import XenAPI
+        address = self.sim.backend.master_address()
+        sessions = self.__dict__.setdefault("_master_sessions", {})
+        if address not in sessions:
+            s = XenAPI.Session(self.sim.url_of(address))
+            s.xenapi.login_with_password("root", base.PASSWORD, "2.21", "functional-check")
+            self.addCleanup(_quietly, s.xenapi.session.logout)  # it may be a slave by then
+            sessions[address] = s
+        return sessions[address].xenapi
+
+
+class PoolMasterSweepTest(_FollowsMaster, _SweepBase):
     """A pool of two: the master moves to the other host at each step of an operation."""
 
     POOL_HOSTS = 2
@@ -473,18 +488,39 @@ class PoolMasterSweepTest(_SweepBase):
                                 {"reboot": {"type": "HARD"}},
                                 self.power_outcome("ACTIVE", "Running")))
 
-    @property
-    def api_x(self):
-        """The test's own session follows the master too (the SDK does not)."""
-        import XenAPI
-        address = self.sim.backend.master_address()
-        sessions = self.__dict__.setdefault("_master_sessions", {})
-        if address not in sessions:
-            s = XenAPI.Session(self.sim.url_of(address))
-            s.xenapi.login_with_password("root", base.PASSWORD, "2.21", "functional-check")
-            self.addCleanup(_quietly, s.xenapi.session.logout)  # it may be a slave by then
-            sessions[address] = s
-        return sessions[address].xenapi
+
+class PoolMasterDiesSweepTest(_FollowsMaster, _SweepBase):
+    """A pool of two with HA armed (a shared NFS SR holds its statefile). The compute
+    manages the supporter, and the master dies at each step of a boot: HA makes the
+    supporter master, and the compute's session finds it there (session.py). Before each
+    run the first host, back as a supporter, is made master again."""
+
+    POOL_HOSTS = 2
+    SHARED_SR = "nfs"
+    COMPUTE_ADDRESS = "127.0.0.2"
+    KINDS = ("kill",)
+
+    def setUp(self):
+        super().setUp()
+        self.api_x.pool.enable_ha([], {})
+        # the stack's own sessions were logged in at the first host: it ends as master (set in
+        # xapisim's tables: the test's sessions are logged out by then)
+        backend = self.sim.backend
+        self.addCleanup(lambda: backend.store.set("pool", backend.pool_ref,
+                                                  master=backend.host_by_address("127.0.0.1")))
+
+    def _first_host_is_master(self) -> None:
+        x = self.api_x
+        first = [h for h in x.host.get_all() if x.host.get_address(h) == "127.0.0.1"][0]
+        x.pool.designate_new_master(first)
+
+    def test_spawn_while_the_master_dies(self):
+        image = self.make_image(base.image_data())
+        op = self.boot_operation("spawn, master dying (HA)", lambda: self._build_server(
+            image_uuid=image, networks="none"))
+        prepare = op.prepare
+        op.prepare = lambda: (self._first_host_is_master(), prepare())[1]
+        self.report(op)
 
 
 def _quietly(fn: Callable[[], object]) -> None:

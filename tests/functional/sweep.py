@@ -7,7 +7,8 @@ could give for it (``faults.realistic_error``, from the datamodel) or with the
 connection dropped without an answer (xmlrpc.client resends a call once on a
 dropped keep-alive connection, so a drop fires twice), or every XAPI session
 expiring just before it, or, in a pool, the master moving to another host
-just before it (the call is then answered ``HOST_IS_SLAVE``).
+just before it (the call is then answered ``HOST_IS_SLAVE``), or the master
+dying just before it (with HA armed, which then makes another member master).
 
 After every run the sweep checks:
 
@@ -51,6 +52,7 @@ FAULTS = {
     "drop": {"action": "drop", "count": 2},  # xmlrpc.client resends once on its own
     "expire": {"action": "expire_sessions"},  # every session ends, as after xapi restarts
     "master": {"action": "move_master"},  # another host of the pool becomes master
+    "kill": {"action": "kill_master"},  # the master dies (with HA armed, a member takes over)
 }
 #: calls that are not steps of an operation
 NOT_SWEPT = {"event.from"}
