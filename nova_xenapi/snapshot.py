@@ -38,6 +38,9 @@ def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task
     session.call_xenapi("VDI.add_to_other_config", root[0], SNAPSHOTTING, session.host_uuid)
     try:
         snap = session.call_async("VDI.snapshot", root[0], {}, timeout=None)
+    except BaseException:
+        _remove_marked_snapshots(session, root[0])  # one whose task's outcome was lost
+        raise
     finally:
         try:
             session.remove("VDI.remove_from_other_config", root[0], SNAPSHOTTING)
@@ -57,6 +60,18 @@ def snapshot(host: Host, context: Any, instance: Any, image_id: str, update_task
     if chain_before and host.coalesce_max_attempts:
         coalesce.wait(session, root[0], chain_before, host.coalesce_max_attempts,
                       host.coalesce_poll_interval)
+
+
+def _remove_marked_snapshots(session: Any, vdi: str) -> None:
+    """Destroy the snapshots of ``vdi`` this compute marked: a ``VDI.snapshot`` whose task
+    vanished (the sessions expired with it) may still have made one."""
+    try:
+        for snap in session.call_xenapi("VDI.get_snapshots", vdi):
+            rec = session.get_record("VDI", snap)
+            if rec and rec["other_config"].get(SNAPSHOTTING) == session.host_uuid:
+                disks.destroy_vdi(session, snap)
+    except (XenAPIError, HostConnectionError) as exc:  # the next start-up removes it
+        LOG.warning("Could not look for a snapshot left by a failed VDI.snapshot: %s", exc)
 
 
 def rescue(host: Host, context: Any, instance: Any, network_info: Any, image_meta: Any) -> None:
