@@ -61,14 +61,17 @@ def dom0_interfaces(host_index: int, port_id: str) -> list[dict]:
 
 def _wait_status(state: State, server: str, status: str, timeout: float = 180.0,
                  accept_error: bool = False) -> dict:
+    """The server as ``openstack server show`` gives it, once its status is ``status``
+    (polled through openstacksdk in this process: a CLI run per poll costs a second of CPU)."""
+    conn = admin_connection(state)
     deadline = time.monotonic() + timeout
     while True:
-        s = openstack(state, "server", "show", server)
-        if s["status"] == status:
-            return s
-        if (s["status"] == "ERROR" and not accept_error) or time.monotonic() > deadline:
-            raise SmokeFailed(f"server {server} is {s['status']}, not {status}: {s.get('fault')}")
-        time.sleep(1)
+        s = conn.compute.get_server(server)
+        if s.status == status:
+            return openstack(state, "server", "show", server)
+        if (s.status == "ERROR" and not accept_error) or time.monotonic() > deadline:
+            raise SmokeFailed(f"server {server} is {s.status}, not {status}: {s.fault}")
+        time.sleep(0.5)
 
 
 def run(state: State) -> int:
@@ -217,17 +220,18 @@ def _crash_mid_snapshot(state: State, server: dict, hosts: int) -> None:
     while, and finishes it after the caller is gone, as xapi does). After the restart Nova
     clears the task and the driver's start-up sweep removes the snapshot (leftovers.py)."""
     with sim_control.Control(state, hosts) as sim:
-        sim.add_fault({"match": "VDI.snapshot", "action": "delay", "seconds": 3})
+        sim.add_fault({"match": "VDI.snapshot", "action": "delay", "seconds": 5})
         openstack(state, "server", "image", "create", "--name", "smoke-crash", server["id"])
         sim.wait_fired()
         _kill_and_start(state, server["OS-EXT-SRV-ATTR:host"], hosts, sim.clear_faults)
+        conn = admin_connection(state)
         deadline = time.monotonic() + 60
-        while (s := openstack(state, "server", "show", server["id"]))["OS-EXT-STS:task_state"]:
+        while (s := conn.compute.get_server(server["id"])).task_state:
             if time.monotonic() > deadline:
-                raise SmokeFailed(f"the server kept task state {s['OS-EXT-STS:task_state']}")
-            time.sleep(1)
-        if s["status"] != "ACTIVE":
-            raise SmokeFailed(f"after the restart the server is {s['status']}")
+                raise SmokeFailed(f"the server kept task state {s.task_state}")
+            time.sleep(0.5)
+        if s.status != "ACTIVE":
+            raise SmokeFailed(f"after the restart the server is {s.status}")
         snaps = sim.vdis(lambda r: r["is_a_snapshot"])
         if snaps:
             raise SmokeFailed(f"snapshot VDIs left: {snaps}")
@@ -240,11 +244,12 @@ def _crash_mid_boot(state: State, net_id: str, hosts: int) -> None:
     caller is gone). Nova's start-up sets the server to ERROR; deleting it removes the VM
     and every disk made for it."""
     with sim_control.Control(state, hosts) as sim:
-        sim.add_fault({"match": "VM.create", "action": "delay", "seconds": 3})
+        # long enough to read the host and kill it; it ends before the restart is done
+        sim.add_fault({"match": "VM.create", "action": "delay", "seconds": 10})
         server = openstack(state, "server", "create", "--image", resources.IMAGE, "--flavor",
                            resources.FLAVOR, "--network", net_id, "smoke-crash")
         sim.wait_fired()
-        host = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:host"]
+        host = admin_connection(state).compute.get_server(server["id"]).compute_host
         _kill_and_start(state, host, hosts, sim.clear_faults)
         _wait_status(state, server["id"], "ERROR", accept_error=True)
         name = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:instance_name"]

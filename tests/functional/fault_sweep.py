@@ -165,9 +165,12 @@ class ServerSweepTest(_SweepBase):
         super().setUp()
         self.image = self.make_image(base.image_data())
 
+    def plain_spawn(self) -> Operation:
+        return self.boot_operation("spawn (vdi_remote_stream)", lambda: self._build_server(
+            image_uuid=self.image, networks="none"))
+
     def test_spawn(self):
-        self.report(self.boot_operation("spawn (vdi_remote_stream)", lambda: self._build_server(
-            image_uuid=self.image, networks="none")))
+        self.report(self.plain_spawn())
 
     def test_spawn_with_swap_ephemeral_config_drive_and_a_port(self):
         flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1, ephemeral=1, swap=64)
@@ -177,14 +180,18 @@ class ServerSweepTest(_SweepBase):
                                    networks=[{"port": self.neutron.port_1["id"]}])
             b["config_drive"] = True
             return b
-        self.report(self.boot_operation("spawn, swap+ephemeral+config drive+VIF", body))
+        op = self.boot_operation("spawn, swap+ephemeral+config drive+VIF", body)
+        op.shares_with = self.plain_spawn()
+        self.report(op)
 
     def test_spawn_ami(self):
         kernel = self.make_image(base.image_data(3, 1 << 20), "aki")
         ramdisk = self.make_image(base.image_data(5, 300 * 1024), "ari")
         image = self.make_image(base.image_data(7), "ami", kernel_id=kernel, ramdisk_id=ramdisk)
-        self.report(self.boot_operation("spawn AMI (kernel, ramdisk)", lambda: self._build_server(
-            image_uuid=image, networks="none")))
+        op = self.boot_operation("spawn AMI (kernel, ramdisk)", lambda: self._build_server(
+            image_uuid=image, networks="none"))
+        op.shares_with = self.plain_spawn()
+        self.report(op)
 
     def test_destroy(self):
         def run(ctx: dict) -> None:

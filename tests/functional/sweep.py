@@ -34,6 +34,7 @@ step of the operation; how the pump recovers is tested on its own.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections import Counter
@@ -83,6 +84,10 @@ class Operation:
     reusable: Callable[[dict], bool] | None = None
     #: swept only by the full sweep (an operation whose runs cost the most)
     full_only: bool = False
+    #: an operation whose calls this one makes too (a plain boot, for a boot with more disks):
+    #: the default sweep leaves the calls that match it, in order, to that operation's sweep
+    #: and fails only this one's own; the full sweep fails every call
+    shares_with: Operation | None = None
 
 
 @dataclass
@@ -91,6 +96,8 @@ class Result:
     calls: int = 0
     runs: int = 0
     fired: int = 0
+    shared: int = 0  # calls left to the sweep of the operation this one shares them with
+    shared_with: str = ""
     leftovers: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -100,9 +107,10 @@ class Result:
     def line(self) -> str:
         if self.skipped:
             return f"{self.name:<40} swept by the full sweep only (XENAPI_SWEEP=full)"
+        shared = f" ({self.shared} calls as in {self.shared_with})" if self.shared else ""
         return (f"{self.name:<40} {self.calls:>4} calls {self.runs:>4} faulted runs "
                 f"{self.fired:>4} fired {self.leftovers:>3} leftovers {len(self.problems):>3} problems "
-                f"{self.seconds:>5.0f} s")
+                f"{self.seconds:>5.0f} s{shared}")
 
 
 class SweepMixin:
@@ -265,10 +273,16 @@ class SweepMixin:
         left = _diff(self.inventory(), base_inventory)
         if left:
             self.fail(f"{op.name} leaves {left} without a fault")
+        shared = set()
+        if op.shares_with is not None and not FULL:
+            shared = _matching(self._record(op.shares_with), calls)
+            result.shared_with = op.shares_with.name
         baseline = self.inventory()
         sessions = self.sessions()
         steps = [(k, wire) for k, wire in enumerate(calls) if wire not in NOT_SWEPT]
         result.calls = len(steps)
+        result.shared = sum(k in shared for k, _ in steps)
+        steps = [(k, wire) for k, wire in steps if k not in shared]
         ctx = None
         for i, (k, wire) in enumerate(steps):
             if result.broken:
@@ -283,6 +297,17 @@ class SweepMixin:
             self._finish(op, ctx, f"{op.name}: the last run", result, baseline)
         result.seconds = time.monotonic() - started
         return result
+
+    def _record(self, op: Operation) -> list[str]:
+        """The calls one clean run of ``op`` makes."""
+        ctx = op.prepare()
+        self.sim.faults.start_recording()
+        try:
+            op.run(ctx)
+        finally:
+            calls = self.sim.faults.stop_recording()
+        op.finish(ctx)
+        return calls
 
     def _faulted_run(self, op: Operation, ctx: dict | None, wire: str, nth: int, kind: str,
                      label: str, result: Result, baseline: dict[str, set[str]],
@@ -337,6 +362,13 @@ class SweepMixin:
             result.leftovers += sum(len(v) for v in left.values())
             result.problems.append(f"{label}: left {_names(left)}")
             self.scrub(left)
+
+
+def _matching(base: list[str], calls: list[str]) -> set[int]:
+    """Positions in ``calls`` of the calls that match ``base``'s, in order (difflib's longest
+    matching blocks)."""
+    blocks = difflib.SequenceMatcher(None, base, calls, autojunk=False).get_matching_blocks()
+    return {j + i for _, j, size in blocks for i in range(size)}
 
 
 def _diff(now: dict[str, set[str]], before: dict[str, set[str]]) -> dict[str, set[str]]:
