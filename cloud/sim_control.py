@@ -30,6 +30,7 @@ class Control:
         password = (state.etc / "xenserver-password").read_text().strip()
         self._sessions = [XenAPISession(url, "root", password, originator="cloud-smoke",
                                         tls=TLSPolicy(ca_file=self._ca)) for url in self._urls]
+        self._rule = None
 
     def __enter__(self) -> Control:
         return self
@@ -48,15 +49,16 @@ class Control:
             return json.loads(resp.read())
 
     def add_fault(self, rule: dict) -> None:
-        self._control("POST", rule)
+        self._rule = self._control("POST", rule)["id"]
 
     def clear_faults(self) -> None:
         self._control("DELETE")
 
     def wait_fired(self, timeout: float = 180.0) -> None:
-        """Until a rule has fired (the call it matched is being held, say)."""
+        """Until the last rule added has fired (the call it matched is being held, say):
+        xapisim's list of fired rules outlives the rules themselves."""
         deadline = time.monotonic() + timeout
-        while not self._control("GET")["fired"]:
+        while not any(f["rule"] == self._rule for f in self._control("GET")["fired"]):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no fault rule fired in {timeout:.0f} s")
             time.sleep(0.2)

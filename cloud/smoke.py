@@ -250,6 +250,8 @@ def _crash_mid_boot(state: State, net_id: str, hosts: int) -> None:
                            resources.FLAVOR, "--network", net_id, "smoke-crash")
         sim.wait_fired()
         host = admin_connection(state).compute.get_server(server["id"]).compute_host
+        if not host:
+            raise SmokeFailed("the server is being built but Nova names no host for it")
         _kill_and_start(state, host, hosts, sim.clear_faults)
         _wait_status(state, server["id"], "ERROR", accept_error=True)
         name = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:instance_name"]

@@ -260,12 +260,7 @@ class SweepMixin:
         op.run(ctx)
         op.finish(ctx)
         base_inventory = self.inventory()
-        ctx = op.prepare()
-        self.sim.faults.start_recording()
-        try:
-            op.run(ctx)
-        finally:
-            calls = self.sim.faults.stop_recording()
+        calls, ctx = self._record(op)
         problems = op.check(ctx)
         if problems:
             self.fail(f"{op.name} fails without a fault: {problems}")
@@ -275,7 +270,9 @@ class SweepMixin:
             self.fail(f"{op.name} leaves {left} without a fault")
         shared = set()
         if op.shares_with is not None and not FULL:
-            shared = _matching(self._record(op.shares_with), calls)
+            base_calls, base_ctx = self._record(op.shares_with)
+            op.shares_with.finish(base_ctx)
+            shared = _matching(base_calls, calls)
             result.shared_with = op.shares_with.name
         baseline = self.inventory()
         sessions = self.sessions()
@@ -298,16 +295,15 @@ class SweepMixin:
         result.seconds = time.monotonic() - started
         return result
 
-    def _record(self, op: Operation) -> list[str]:
-        """The calls one clean run of ``op`` makes."""
+    def _record(self, op: Operation) -> tuple[list[str], dict]:
+        """The calls one clean run of ``op`` makes, and the run's context (not finished)."""
         ctx = op.prepare()
         self.sim.faults.start_recording()
         try:
             op.run(ctx)
         finally:
             calls = self.sim.faults.stop_recording()
-        op.finish(ctx)
-        return calls
+        return calls, ctx
 
     def _faulted_run(self, op: Operation, ctx: dict | None, wire: str, nth: int, kind: str,
                      label: str, result: Result, baseline: dict[str, set[str]],
