@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import unittest
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,11 @@ def work() -> list[unittest.TestSuite]:
     return items + [by_class[k] for k in sorted(by_class)]
 
 
+def _name(suite: unittest.TestSuite) -> str:
+    tests = list(_flatten(suite))
+    return tests[0].id() if len(tests) == 1 else tests[0].id().rsplit(".", 1)[0]
+
+
 def _claim(work_dir: Path, index: int) -> bool:
     try:
         os.close(os.open(work_dir / f"{index}.claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -69,7 +75,9 @@ class Claimed(unittest.TestSuite):
             if result.shouldStop:
                 break
             if _claim(self._dir, index):
+                started = time.monotonic()
                 suite.run(result)  # each item is a top-level suite: its class fixtures end with it
+                print(f"\n[{time.monotonic() - started:6.1f} s] {_name(suite)}", file=sys.stderr)
         return result
 
 

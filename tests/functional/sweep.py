@@ -88,6 +88,8 @@ class Operation:
     #: the default sweep leaves the calls that match it, in order, to that operation's sweep
     #: and fails only this one's own; the full sweep fails every call
     shares_with: Operation | None = None
+    #: the kinds of failure for this operation, if not the test class's ``KINDS``
+    kinds: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -148,7 +150,7 @@ class SweepMixin:
                 states[1] is not None or states[0] == vm_states.BUILDING):
             if time.monotonic() > deadline:
                 self.fail(f"server did not settle: {states}")
-            time.sleep(0.05)
+            time.sleep(0.1)
         return self.api.get_server(server["id"])
 
     def boot(self, body: dict) -> dict:
@@ -285,7 +287,8 @@ class SweepMixin:
             if result.broken:
                 break
             nth = calls[:k].count(wire)
-            for kind in self.KINDS if FULL else (self.KINDS[i % len(self.KINDS)],):
+            kinds = op.kinds or self.KINDS
+            for kind in kinds if FULL else (kinds[i % len(kinds)],):
                 result.runs += 1
                 label = f"{op.name}: {kind} at call {k} ({wire} #{nth + 1})"
                 ctx = self._faulted_run(op, ctx, wire, nth, kind, label, result, baseline,
