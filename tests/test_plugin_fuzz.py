@@ -64,7 +64,7 @@ FUNCTIONS: dict[str, dict[str, dict[str, st.SearchStrategy]]] = {
     },
     "glance_vhd": {
         "download_vhd": {"endpoint": hostile, "image_id": uuids, "sr_uuid": uuids,
-                         "uuids": uuids, "token": hostile},
+                         "uuids": uuids, "token": hostile, "max_virtual_size": numbers},
         "upload_vhd": {"endpoint": hostile, "image_id": uuids, "sr_uuid": uuids,
                        "vdi_uuids": uuids, "token": hostile, "compression_level": numbers},
     },
@@ -75,7 +75,7 @@ FUNCTIONS: dict[str, dict[str, dict[str, st.SearchStrategy]]] = {
     "netwrap": {"run_command": {"cmd": st.one_of(hostile, st.lists(hostile, max_size=4).map(
         lambda a: __import__("json").dumps(["sh", "-c", *a]))), "cmd_input": hostile}},
     "partition": {"grow_root": {"dev": names}},
-    "xenhost": {"host_uptime": {}},
+    "xenhost": {"host_uptime": {}, "trigger_nmi": {"dom_id": numbers}},
 }
 CASES = [(p, f) for p, fns in FUNCTIONS.items() for f in fns]
 

@@ -615,3 +615,21 @@ def set_suspend_VDI(call: Call, vm: str, value: str) -> str:
         store.get("VDI", value)
         store.set("VM", vm, suspend_VDI=value)
     return ""
+
+
+@api("VM", "send_trigger")
+def send_trigger(call: Call, vm: str, trigger: str) -> str:
+    """The VM must be running (message_forwarding.ml's operation check), and then xapi has
+    nothing to send it with: xapi_vm.ml answers NOT_IMPLEMENTED (dom0's ``xl trigger``
+    does it)."""
+    with call.store.lock:
+        check_vm(call.store, vm, "send_trigger")
+    raise XapiError("NOT_IMPLEMENTED", "send_trigger")
+
+
+@api("VM", "send_sysrq")
+def send_sysrq(call: Call, vm: str, key: str) -> str:
+    """As ``send_trigger``: NOT_IMPLEMENTED once the VM is running (xapi_vm.ml)."""
+    with call.store.lock:
+        check_vm(call.store, vm, "send_sysrq")
+    raise XapiError("NOT_IMPLEMENTED", "send_sysrq")
