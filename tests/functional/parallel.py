@@ -75,9 +75,9 @@ class Claimed(unittest.TestSuite):
             if result.shouldStop:
                 break
             if _claim(self._dir, index):
-                started = time.monotonic()
+                name, started = _name(suite), time.monotonic()  # a suite drops tests it ran
                 suite.run(result)  # each item is a top-level suite: its class fixtures end with it
-                print(f"\n[{time.monotonic() - started:6.1f} s] {_name(suite)}", file=sys.stderr)
+                print(f"\n[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr)
         return result
 
 
