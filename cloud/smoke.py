@@ -177,16 +177,17 @@ def _ports(state: State, servers: list[dict]) -> list[tuple[int, str]]:
     return found
 
 
-def _kill_and_start(state: State, name: str, hosts: int, before_start=None) -> None:
-    """SIGKILL nova-compute ``name``, then start it again and wait until it reports in."""
+def _kill_and_start(state: State, name: str, hosts: int, before_start=None, conn=None) -> None:
+    """SIGKILL nova-compute ``name`` at once (an operation of it is being held: no CLI run
+    before the kill), then start it again and wait until it reports in."""
     pid = processes.running(state, name)
     if pid is None:
         raise SmokeFailed(f"{name} is not running")
+    conn = conn or admin_connection(state)
 
     def heartbeat() -> str:
-        rows = openstack(state, "compute", "service", "list", "--host", name, "--service",
-                         "nova-compute")
-        return rows[0]["Updated At"] if rows else ""
+        rows = list(conn.compute.services(host=name, binary="nova-compute"))
+        return str(rows[0].updated_at) if rows else ""
     before = heartbeat()
     os.kill(pid, signal.SIGKILL)
     while processes.running(state, name) is not None:
@@ -208,12 +209,12 @@ def _crash_mid_snapshot(state: State, server: dict, hosts: int) -> None:
     """nova-compute dies while XAPI takes the snapshot (xapisim holds ``VDI.snapshot`` for a
     while, and finishes it after the caller is gone, as xapi does). After the restart Nova
     clears the task and the driver's start-up sweep removes the snapshot (leftovers.py)."""
+    conn = admin_connection(state)
     with sim_control.Control(state, hosts) as sim:
-        sim.add_fault({"match": "VDI.snapshot", "action": "delay", "seconds": 5})
+        sim.add_fault({"match": "VDI.snapshot", "action": "delay", "seconds": 8})
         openstack(state, "server", "image", "create", "--name", "smoke-crash", server["id"])
         sim.wait_fired()
-        _kill_and_start(state, server["OS-EXT-SRV-ATTR:host"], hosts, sim.clear_faults)
-        conn = admin_connection(state)
+        _kill_and_start(state, server["OS-EXT-SRV-ATTR:host"], hosts, sim.clear_faults, conn)
         deadline = time.monotonic() + 60
         while (s := conn.compute.get_server(server["id"])).task_state:
             if time.monotonic() > deadline:
@@ -232,16 +233,17 @@ def _crash_mid_boot(state: State, net_id: str, hosts: int) -> None:
     """nova-compute dies while XAPI makes the VM (xapisim finishes ``VM.create`` after the
     caller is gone). Nova's start-up sets the server to ERROR; deleting it removes the VM
     and every disk made for it."""
+    conn = admin_connection(state)
     with sim_control.Control(state, hosts) as sim:
         # long enough to read the host and kill it; it ends before the restart is done
         sim.add_fault({"match": "VM.create", "action": "delay", "seconds": 10})
         server = openstack(state, "server", "create", "--image", resources.IMAGE, "--flavor",
                            resources.FLAVOR, "--network", net_id, "smoke-crash")
         sim.wait_fired()
-        host = admin_connection(state).compute.get_server(server["id"]).compute_host
+        host = conn.compute.get_server(server["id"]).compute_host
         if not host:
             raise SmokeFailed("the server is being built but Nova names no host for it")
-        _kill_and_start(state, host, hosts, sim.clear_faults)
+        _kill_and_start(state, host, hosts, sim.clear_faults, conn)
         _wait_status(state, server["id"], "ERROR", accept_error=True)
         name = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:instance_name"]
         openstack(state, "server", "delete", "--wait", server["id"], output=False)

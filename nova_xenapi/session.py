@@ -3,8 +3,9 @@
 ``XenAPISession`` owns everything about the conversation with the host: a
 bounded pool of logged-in ``XenAPI`` SDK sessions (``connection_concurrent``)
 with an originator, the login timeout, following ``HOST_IS_SLAVE`` to the
-pool master (at login and whenever the master moves), the TLS policy,
-retrying with backoff only calls that are safe to repeat, running
+pool master (at login and whenever the master moves), finding the new
+master among the pool's members when the master dies (HA elects one), the
+TLS policy, retrying with backoff only calls that are safe to repeat, running
 ``Async.*`` calls and waiting for their tasks with ``event.from``
 (cancelling them on timeout), ``host.call_plugin`` and the HTTP handlers.
 No other module opens a connection or handles a session reference, and
