@@ -63,6 +63,13 @@ class Control:
                 raise TimeoutError(f"no fault rule fired in {timeout:.0f} s")
             time.sleep(0.2)
 
+    def wait_until(self, check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} after {timeout:.0f} s")
+            time.sleep(0.2)
+
     def _records(self, cls: str, keep: Callable[[dict], bool]) -> list[str]:
         return [f"{cls} {r.get('name_label') or r['uuid']}" for s in self._sessions
                 for r in s.call_xenapi(f"{cls}.get_all_records").values() if keep(r)]

@@ -214,7 +214,11 @@ def _crash_mid_snapshot(state: State, server: dict, hosts: int) -> None:
         sim.add_fault({"match": "VDI.snapshot", "action": "delay", "seconds": 8})
         openstack(state, "server", "image", "create", "--name", "smoke-crash", server["id"])
         sim.wait_fired()
-        _kill_and_start(state, server["OS-EXT-SRV-ATTR:host"], hosts, sim.clear_faults, conn)
+        # xapi finishes the snapshot after its caller died; the compute starts again once it
+        # has (one that starts sooner does not see it: docs/reliability.md)
+        _kill_and_start(state, server["OS-EXT-SRV-ATTR:host"], hosts, lambda: (
+            sim.clear_faults(), sim.wait_until(lambda: sim.vdis(lambda r: r["is_a_snapshot"]),
+                                               "snapshot VDI")), conn)
         deadline = time.monotonic() + 60
         while (s := conn.compute.get_server(server["id"])).task_state:
             if time.monotonic() > deadline:
@@ -243,9 +247,11 @@ def _crash_mid_boot(state: State, net_id: str, hosts: int) -> None:
         host = conn.compute.get_server(server["id"]).compute_host
         if not host:
             raise SmokeFailed("the server is being built but Nova names no host for it")
-        _kill_and_start(state, host, hosts, sim.clear_faults, conn)
+        name = conn.compute.get_server(server["id"]).instance_name
+        _kill_and_start(state, host, hosts, lambda: (
+            sim.clear_faults(), sim.wait_until(lambda: sim.vms(
+                lambda r: r["name_label"] == name), "VM")), conn)
         _wait_status(state, server["id"], "ERROR", accept_error=True)
-        name = openstack(state, "server", "show", server["id"])["OS-EXT-SRV-ATTR:instance_name"]
         openstack(state, "server", "delete", "--wait", server["id"], output=False)
         left = sim.vms(lambda r: r["name_label"].startswith(name)) + sim.vdis(
             lambda r: r["other_config"].get("nova_instance_uuid") == server["id"])
