@@ -61,10 +61,20 @@ def refs_of(result: str) -> list[str]:
     return xmlrpc.client.loads(wrapped)[0][0]
 
 
-def put_raw(url, session, vdi, data):
-    req = urllib.request.Request(f"{url}/import_raw_vdi?session_id={session}&vdi={vdi}",
-                                 data=data, method="PUT")
+def put_raw(url, s, vdi, data):
+    """Import ``data`` into ``vdi`` and wait for the import's task: xapi answers the PUT
+    before it has read the body (so does xapisim), and only the task says it is written."""
+    task = s.xenapi.task.create("import", "")
+    req = urllib.request.Request(
+        f"{url}/import_raw_vdi?session_id={s._session}&vdi={vdi}&task_id={task}",
+        data=data, method="PUT")
     urllib.request.urlopen(req).read()
+    for _ in range(1000):
+        if s.xenapi.task.get_status(task) != "pending":
+            break
+        time.sleep(0.01)
+    assert s.xenapi.task.get_status(task) == "success", s.xenapi.task.get_error_info(task)
+    s.xenapi.task.destroy(task)
 
 
 def get_raw(url, session, vdi) -> bytes:
@@ -90,7 +100,7 @@ def make_vm(s, url, sr=None):
                       "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
         content = os.urandom(MIB + 17) + bytes(5 * MIB) + os.urandom(3000) if dev == "0" \
             else bytes(size)
-        put_raw(url, s._session, vdi, content)
+        put_raw(url, s, vdi, content)
         data[dev] = content.ljust(size, b"\0")
     x.VBD.create({"VM": vm, "VDI": "OpaqueRef:NULL", "userdevice": "3", "bootable": False,
                   "mode": "RO", "type": "CD", "unpluggable": True, "empty": True,
