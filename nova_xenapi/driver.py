@@ -30,6 +30,7 @@ from nova_xenapi import (
     spawn,
     this_vm,
     vm,
+    vtpm,
 )
 from nova_xenapi import evacuate as evacuate_mod
 from nova_xenapi import host as host_ops
@@ -70,7 +71,7 @@ class XenAPIDriver(driver.ComputeDriver):
         "supports_image_type_vmdk": False,
         "supports_image_type_ploop": False,
         "supports_secure_boot": True,
-        "supports_vtpm": False,
+        "supports_vtpm": True,  # TPM 2.0 (CRB) on UEFI guests, where the pool allows (vtpm.py)
     })
 
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
@@ -187,6 +188,7 @@ class XenAPIDriver(driver.ComputeDriver):
     def update_provider_tree(self, provider_tree: Any, nodename: str, allocations: Any = None) -> None:
         existing = provider_tree.data(nodename).inventory
         provider_tree.update_inventory(nodename, host_ops.inventory(self._stats(), existing))
+        vtpm.update_traits(self.session, provider_tree, nodename)
 
     def get_host_uptime(self) -> str:
         return host_ops.uptime(self.session)

@@ -29,7 +29,7 @@ from nova import exception
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import plugins, spawn, vm
+from nova_xenapi import plugins, spawn, vm, vtpm
 from nova_xenapi.dom0 import FILE_SR_TYPES
 from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.rollback import Rollback
@@ -96,6 +96,9 @@ def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: 
     if disks.ROOT not in found:
         raise _refuse(instance, "the server has no root disk to move")
     _check_no_shrink(session, instance, flavor, found)
+    if vtpm.has(session, vm_ref):
+        raise _refuse(instance, "the server has a vTPM, whose state XAPI keeps with its VM, and "
+                                "a resize or cold migration makes a new VM (live-migrate it)")
     sr_uuid = _file_sr(session, session.call_xenapi("VDI.get_SR", found[disks.ROOT]), instance)
     try:
         return _stop_and_stage(host, instance, flavor, timeout, ssh_port, vm_ref, found, sr_uuid,

@@ -19,7 +19,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import device_metadata, vif_events, vm
+from nova_xenapi import device_metadata, vif_events, vm, vtpm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -160,6 +160,7 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     if root_volume is None:
         host.handler.check_sr(session, sr)
     check_auto_disk_config(host, instance)
+    vtpm.wanted(instance, image_meta, _boot_mode(instance, image_meta))
     with Rollback() as rb:
         # connected first, so a rollback forgets them after the VM
         attached = connect_volumes(session, rb, mappings, root_volume)
@@ -198,6 +199,12 @@ def _disk_format(image_meta: Any) -> str | None:
     return image_meta.disk_format if image_meta.obj_attr_is_set("disk_format") else None
 
 
+def _boot_mode(instance: Any, image_meta: Any) -> str:
+    if _disk_format(image_meta) == "ami":
+        return "pv"
+    return vm.boot_mode({**image_props(image_meta), "vm_mode": instance.vm_mode})
+
+
 def check_auto_disk_config(host: Host, instance: Any) -> None:
     if instance.auto_disk_config and host.independent_compute:
         raise exception.NotSupportedWithOption(operation="auto_disk_config",
@@ -216,7 +223,7 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
     flavor = instance.flavor
     props = image_props(image_meta)
     ami = _disk_format(image_meta) == "ami"
-    mode = "pv" if ami else vm.boot_mode({**props, "vm_mode": instance.vm_mode})
+    mode = _boot_mode(instance, image_meta)
     if instance.auto_disk_config and flavor.root_gb and not root_is_volume:
         root_partition.grow(session, root, instance.name, host.unplug_retries)
     os_type = props.get("os_type") or instance.os_type or host.default_os_type
@@ -246,6 +253,8 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
         record.update(_ami_boot(host, rb, context, sr, instance))
     vm_ref = vm.create(session, record)
     rb.add("VM", discard_vm, session, vm_ref)
+    if vtpm.wanted(instance, image_meta, mode):
+        vtpm.add(session, vm_ref)  # VM.destroy takes it
     for userdevice, vdi, bootable, read_only in disk_list:
         disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only)
     with vif_events.waiting_for_plug(host.virtapi, instance, network_info, power_on):

@@ -107,7 +107,7 @@ def build(backend: Backend, local_sr_type: str = "ext") -> None:
         pool = store.create("pool", _known("pool", {
             "name_label": "", "name_description": "", "master": NULL_REF,
             "other_config": {"memory-ratio-hvm": "0.25", "memory-ratio-pv": "0.25"},
-            "restrictions": {}, "cpu_info": {}, "ha_cluster_stack": "xhad",
+            "restrictions": {"restrict_vtpm": "false"}, "cpu_info": {}, "ha_cluster_stack": "xhad",
             "coordinator_bias": True, "migration_compression": False,
             "local_auth_max_threads": 8, "ext_auth_max_threads": 1,
             "telemetry_frequency": "weekly", "update_sync_frequency": "weekly",

@@ -375,8 +375,9 @@ class XenAPIFunctionalBase(integrated_helpers._IntegratedTestBase):
                 if "nova_instance_uuid" in r["other_config"] or r["is_a_snapshot"]
                 or (not r["managed"] and r["uuid"] not in parents)]  # an orphaned base copy
         tasks = [r["name_label"] for r in self.api_x.task.get_all_records().values()]
+        vtpms = self.api_x.VTPM.get_all()  # a VTPM goes with its VM
         return {k: v for k, v in (("VM", vms), ("VDI", vdis), ("task", tasks),
-                                  ("compute VM VBD", vbds)) if v}
+                                  ("compute VM VBD", vbds), ("VTPM", vtpms)) if v}
 
     def assertHostClean(self) -> None:
         self.assertEqual({}, self.leftovers())

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 
 MODULES = ("session", "task", "event", "vm", "vm_copy", "vm_xva", "vdi", "vbd", "vif", "host", "pool",
-           "sr", "pbd", "message", "migrate", "pool_join", "network")
+           "sr", "pbd", "message", "migrate", "pool_join", "network",
+           "vtpm")
 
 
 def load_all() -> None:

@@ -88,6 +88,8 @@ def vm_error(rec: dict, ref: str, op: str) -> XapiError | None:
         return XapiError("PROVISION_ONLY_ALLOWED_ON_TEMPLATE")
     if op == "revert" and not rec["is_a_snapshot"]:
         return XapiError("REVERT_ONLY_ALLOWED_ON_SNAPSHOT")
+    if op == "create_vtpm" and rec["VTPMs"]:  # checked last in xapi_vm_lifecycle.ml
+        return XapiError("VTPM_MAX_AMOUNT_REACHED", str(len(rec["VTPMs"])))
     if rec["is_control_domain"] and op not in ("changing_VCPUs_live", "changing_memory_live",
                                                 "changing_dynamic_range", "snapshot"):
         return XapiError("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")

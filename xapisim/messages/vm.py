@@ -16,6 +16,7 @@ from ..errors import XapiError, bad_power_state
 from ..generic import create as generic_create
 from ..registry import api
 from ..values import from_epoch, now
+from . import vtpm as vtpms
 from .lifecycle import Operation, check_vm
 
 MIB = 1 << 20
@@ -160,6 +161,7 @@ def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
         v = store.get("VBD", vbd)
         if not v["empty"] and v["VDI"] != NULL_REF and not store.exists("VDI", v["VDI"]):
             raise XapiError("VDI_MISSING", NULL_REF, v["VDI"])
+    vtpms.before_boot(call, vm)
     domid = backend.next_domid()
     store.set("VM", vm, power_state="Paused" if paused else "Running", resident_on=host,
               scheduled_to_be_resident_on=NULL_REF, domid=domid)
@@ -411,7 +413,7 @@ def destroy(call: Call, vm: str) -> str:
         for vif in list(rec["VIFs"]):
             store.destroy("VIF", vif)
         for vtpm in list(rec["VTPMs"]):
-            store.destroy("VTPM", vtpm)
+            vtpms.remove(store, vtpm)
         for con in list(rec["consoles"]):
             store.destroy("console", con)
         for child in ("metrics", "guest_metrics"):

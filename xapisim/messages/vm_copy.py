@@ -12,6 +12,7 @@ from ..datamodel import NULL_REF
 from ..errors import XapiError
 from ..registry import api
 from ..values import now
+from . import vtpm as vtpms
 from .lifecycle import Operation
 from .vdi import new_vdi
 
@@ -78,6 +79,9 @@ def _duplicate(call: Call, vm: str, name: str, op: str, disk_op, extra: dict,
                                                       "locking_mode", "ipv4_allowed",
                                                       "ipv6_allowed")}
                            | {"VM": new, "MAC": vif["MAC"] if op == "snapshot" else ""})
+            with store.lock:
+                for vtpm in src["VTPMs"]:  # xapi_vm_clone.ml
+                    vtpms.copy_to(store, vtpm, new)
         except BaseException:
             _destroy_partial(call, new, made)
             raise
