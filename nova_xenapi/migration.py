@@ -29,7 +29,7 @@ from nova import exception
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import plugins, spawn, vm, vtpm
+from nova_xenapi import disk_qos, plugins, spawn, vm, vtpm
 from nova_xenapi.dom0 import FILE_SR_TYPES
 from nova_xenapi.errors import HostConnectionError, XenAPIError
 from nova_xenapi.rollback import Rollback
@@ -96,6 +96,10 @@ def migrate_disk_and_power_off(host: Host, instance: Any, flavor: Any, timeout: 
     if disks.ROOT not in found:
         raise _refuse(instance, "the server has no root disk to move")
     _check_no_shrink(session, instance, flavor, found)
+    try:
+        disk_qos.check(instance, flavor)
+    except exception.InvalidInput as e:
+        raise _refuse(instance, e.kwargs["reason"]) from e
     if vtpm.has(session, vm_ref):
         raise _refuse(instance, "the server has a vTPM, whose state XAPI keeps with its VM, and "
                                 "a resize or cold migration makes a new VM (live-migrate it)")

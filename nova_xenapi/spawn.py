@@ -19,7 +19,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import device_metadata, vif_events, vm, vtpm
+from nova_xenapi import device_metadata, disk_qos, vif_events, vm, vtpm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -160,6 +160,7 @@ def spawn(host: Host, context: Any, instance: Any, image_meta: Any, injected_fil
     if root_volume is None:
         host.handler.check_sr(session, sr)
     check_auto_disk_config(host, instance)
+    disk_qos.check(instance, instance.flavor)
     vtpm.wanted(instance, image_meta, _boot_mode(instance, image_meta))
     with Rollback() as rb:
         # connected first, so a rollback forgets them after the VM
@@ -255,8 +256,11 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
     rb.add("VM", discard_vm, session, vm_ref)
     if vtpm.wanted(instance, image_meta, mode):
         vtpm.add(session, vm_ref)  # VM.destroy takes it
+    own = {disks.SWAP, disks.EPHEMERAL} | (set() if root_is_volume else {disks.ROOT})
+    qos = disk_qos.vbd_qos(flavor)
     for userdevice, vdi, bootable, read_only in disk_list:
-        disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only)
+        disks.create_vbd(session, vm_ref, vdi, userdevice, bootable=bootable, read_only=read_only,
+                         qos=qos if userdevice in own else ("", {}))
     with vif_events.waiting_for_plug(host.virtapi, instance, network_info, power_on):
         host.vifs.plug_all(vm_ref, network_info)
         if configdrive.required_by(instance):

@@ -76,7 +76,9 @@ def create_vdi(session: XenAPISession, sr: str, instance_uuid: str, role: str,
 
 def create_vbd(session: XenAPISession, vm: str, vdi: str, userdevice: str, *,
                bootable: bool = False, read_only: bool = False,
-               other_config: dict[str, str] | None = None) -> str:
+               other_config: dict[str, str] | None = None,
+               qos: tuple[str, dict[str, str]] = ("", {})) -> str:
+    """A VBD of ``vdi`` at ``userdevice``; ``qos`` is its (qos_algorithm_type, params)."""
     return session.call_xenapi("VBD.create", {
         "VM": vm,
         "VDI": vdi,
@@ -86,8 +88,8 @@ def create_vbd(session: XenAPISession, vm: str, vdi: str, userdevice: str, *,
         "type": "Disk",
         "empty": False,
         "other_config": other_config or {},
-        "qos_algorithm_type": "",
-        "qos_algorithm_params": {},
+        "qos_algorithm_type": qos[0],
+        "qos_algorithm_params": qos[1],
     })
 
 
