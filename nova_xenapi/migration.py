@@ -124,8 +124,10 @@ def _stop_and_stage(host: Host, instance: Any, flavor: Any, timeout: int, ssh_po
         if volumes.mappings(block_device_info):  # off the source, as libvirt disconnects them
             volumes.detach_all(session, vm_ref, block_device_info, host.unplug_retries)
             rb.add("volumes", volumes.attach_all, session, vm_ref, block_device_info)
-        _rename(session, vm_ref, instance.name + ORIG_SUFFIX, instance.uuid, orig=True)
+        # undone from the first call on: a rename that fails halfway (the name set, the
+        # other_config not) leaves a VM that neither Nova's name nor the -orig mark finds
         rb.add("name", _rename, session, vm_ref, instance.name, instance.uuid, False)
+        _rename(session, vm_ref, instance.name + ORIG_SUFFIX, instance.uuid, orig=True)
         rb.add("staged disks", _remove_staged, session, instance.uuid)
         staged = {}
         for label, userdevice in DISKS:

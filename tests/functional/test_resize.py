@@ -130,6 +130,21 @@ class ResizeRefusedTest(_ResizeBase):
         self.assertHostClean()
 
 
+    def test_a_rename_that_fails_halfway_is_undone(self):
+        """Found by the fault sweep: the VM renamed -orig but its other_config not yet marked,
+        when the mark's call failed, was left under neither name."""
+        server, _ = self._boot()
+        self.sim.faults.add("VM.get_other_config", "error")
+        self.api.post_server_action(server["id"], {"resize": {"flavorRef": self.big}})
+        self._wait_for_instance_action_event(server, "resize", "compute_resize_instance", "Error")
+        server = self._wait_for_state_change(server, "ACTIVE")
+        rec = self.vm_of(server)
+        self.assertEqual("Running", rec["power_state"])
+        self.assertEqual(server["id"], rec["other_config"]["nova_uuid"])
+        self._delete_server(server)
+        self.assertHostClean()
+
+
 class ColdMigrationTest(_ResizeBase):
     """Two nova-computes, each on its own standalone host (its own pool)."""
 
