@@ -20,8 +20,9 @@ import threading
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-from . import dispatcher, rpc_front, vdi_io, xva_io
+from . import console_vnc, dispatcher, rpc_front, vdi_io, xva_io
 from .errors import HttpError, XapiError
 from .faults import DropConnection
 from .http_head import HeaderError, http_date, read_headers
@@ -451,11 +452,27 @@ class Handler(BaseHTTPRequestHandler):
         hit = store.resolve(target) if target else None
         if hit is None or hit[0] not in ("console", "VM"):
             return self._error_page(404, "Not Found", "console not found")
-        self.wfile.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        backend = self.server.backend
+        with store.lock:
+            vm = hit[1] if hit[0] == "VM" else store.get("console", hit[1])["VM"]
+            rec = store.get("VM", vm)
+            if rec["power_state"] not in ("Running", "Paused"):
+                return self._error_page(404, "Not Found", "the VM is not running")
+            name = rec["name_label"]
+
+        def console_log() -> Path:
+            """The log of the VM's domain now (a reboot gives it a new one)."""
+            with store.lock:
+                now = store.get("VM", vm) if store.exists("VM", vm) else rec
+                host = now["resident_on"] if now["resident_on"] in backend.hosts \
+                    else rec["resident_on"]
+                return backend.dom0_root(host) / "var/log/xen/guest" / f"console.{now['domid']}"
+
+        # console.ml real_proxy': 200 OK (http.ml http_200_ok), then the domain's VNC server
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n"
+                         b"Cache-Control: no-cache, no-store\r\n\r\n")
         self.wfile.flush()
-        # a minimal RFB 3.3 greeting: enough for a client to see a VNC server
-        self.wfile.write(b"RFB 003.003\n")
-        self.wfile.flush()
+        console_vnc.serve(self.connection, name, console_log)
         self.close_connection = True
 
     # -- simulator control (fault injection) -------------------------------

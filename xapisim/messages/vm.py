@@ -152,6 +152,13 @@ def vif_hotplug(call: Call, host: str, vif: str, plugged: bool) -> None:
         dom0_ovs.vif_unplugged(root, v, vm)
 
 
+def _console_base(backend, address: str) -> str:
+    """Where the host's /console handler is: xapi's location names HTTPS on 443; a simulated
+    host on another port (or plain HTTP) says so, so that clients can follow it."""
+    world = getattr(backend, "world", None)
+    return world.url_of(address) if world is not None and world.port else f"https://{address}"
+
+
 def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
     """Make a VM resident on ``host`` with its devices attached."""
     store = call.store
@@ -183,7 +190,7 @@ def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
     address = store.get("host", host)["address"]
     for proto in (("rfb", "vt100") if hvm else ("vt100",)):
         con = store.create("console", {"protocol": proto, "VM": vm, "other_config": {}})
-        store.set("console", con, location=f"https://{address}/console?uuid="
+        store.set("console", con, location=f"{_console_base(backend, address)}/console?uuid="
                   f"{store.get('console', con)['uuid']}")
     update_host_memory(backend, host)
     backend.refresh("VM", vm)
