@@ -25,7 +25,8 @@ from .state import State
 
 #: every service in start order; down stops them in reverse
 CONTROL = ["mariadb", "epmd", "rabbitmq", "keystone", "glance", "placement", "nova-api",
-           "nova-conductor", "nova-scheduler", "neutron-api", "neutron-rpc-server"]
+           "nova-conductor", "nova-scheduler", "nova-novncproxy", "neutron-api",
+           "neutron-rpc-server"]
 
 
 def service_names(state: State) -> list[str]:

@@ -52,6 +52,7 @@ def start_xapisim(state: State, hosts: int) -> tuple[int, str]:
     processes.start(state, "xapisim", [
         sys.executable, "-m", "xapisim", "serve", "--hosts", "1", "--standalone-hosts", str(hosts - 1),
         "--address", host_address(0), "--port", str(state.port("xapisim")), "--tls",
+        "--http-port", str(state.port("xapisim-http")),
         "--password-file", str(password), "--ssh-port", str(state.port("xapisim-ssh")),
         "--ovs", "real", "--memory-mib", str(HOST_MEMORY_MIB), "--cpus", str(HOST_CPUS),
         "--state-dir", str(state.data / "xapisim")])

@@ -153,6 +153,12 @@ def nova(state: State) -> Path:
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         "conductor": {"workers": 1},
     })
+    # nova-novncproxy (it validates tokens in the cell database): no noVNC pages are served,
+    # only the WebSocket a viewer opens
+    web = state.data / "novnc"
+    web.mkdir(parents=True, exist_ok=True)
+    sections["DEFAULT"]["web"] = str(web)
+    sections["vnc"].update({"novncproxy_host": ADDRESS, "novncproxy_port": state.port("novncproxy")})
     return write_ini(d / "nova.conf", sections)
 
 
@@ -168,6 +174,9 @@ def nova_compute(state: State, name: str, host_address: str) -> Path:
     sections["oslo_concurrency"] = {"lock_path": str(state.data / name / "locks")}
     sections["vnc"].update({"server_listen": ADDRESS, "server_proxyclient_address": host_address})
     sections["compute"] = {"provider_config_location": str(d / "provider_config")}
+    # the simulated hosts answer plain HTTP on this port where a real XenServer uses 80 (the
+    # option's default): nova-novncproxy's CONNECT /console goes there
+    sections["xenserver"] = {"console_http_port": state.port("xapisim-http")}
     # Nova keeps the node's identity (compute_id) in state_path and refuses to restart without it
     (state.data / name / "instances").mkdir(parents=True, exist_ok=True)
     return _write_keeping(path, sections)

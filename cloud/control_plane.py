@@ -140,6 +140,7 @@ def start_services(state: State) -> None:
     _uwsgi(state, "neutron-api", {"OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"})
     for name, script, args in (("nova-conductor", "nova-conductor", ["--config-file", nova_conf]),
                                ("nova-scheduler", "nova-scheduler", ["--config-file", nova_conf]),
+                               ("nova-novncproxy", "nova-novncproxy", ["--config-file", nova_conf]),
                                ("neutron-rpc-server", "neutron-rpc-server", neutron_args)):
         processes.start(state, name, [str(BIN / script), *args,
                                       "--log-file", str(state.logs / f"{name}.log")])

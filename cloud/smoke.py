@@ -26,7 +26,11 @@ import sys
 import time
 import urllib.parse
 
-from . import computes, processes, resources, sim_control
+from PIL import ImageChops
+
+from xapisim import console_vnc
+
+from . import computes, processes, resources, sim_control, vnc_client
 from .control_plane import BIN, admin_connection
 from .state import State
 
@@ -37,8 +41,10 @@ class SmokeFailed(RuntimeError):
     pass
 
 
-def openstack(state: State, *args: str, timeout: float = 300.0, output: bool = True):
-    """The ``openstack`` CLI with the cloud's clouds.yaml; its JSON output, if it has one."""
+def openstack(state: State, *args: str, timeout: float = 300.0, output: bool = True,
+              text_output: bool = False):
+    """The ``openstack`` CLI with the cloud's clouds.yaml; its JSON output, if it has one
+    (or its text, with ``text_output``)."""
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(state.root / "clouds.yaml"),
            "OS_CLOUD": "nova-xenapi"}
     fmt = ["-f", "json"] if output else []
@@ -46,6 +52,8 @@ def openstack(state: State, *args: str, timeout: float = 300.0, output: bool = T
                        env=env, timeout=timeout)
     if r.returncode != 0:
         raise SmokeFailed(f"openstack {' '.join(args)}: {r.stderr.strip()[-2000:]}")
+    if text_output:
+        return r.stdout
     return json.loads(r.stdout) if output and r.stdout.strip() else None
 
 
@@ -115,7 +123,8 @@ def run(state: State) -> int:
         step("openstack server start", _action, state, first, "start", "ACTIVE")
         step("openstack server reboot --wait", _action, state, first, "reboot", "ACTIVE")
         step("openstack server image create --wait (snapshot)", _snapshot, state, first)
-        step("openstack console url show (noVNC)", _console, state, first)
+        step("openstack console url show --novnc: nova-novncproxy shows the guest's console",
+             _console, state, first)
         step("openstack server delete --wait x2", _delete, state, servers)
         step("the ports left dom0's OVSDB", _ports_gone, ports)
     except (SmokeFailed, subprocess.TimeoutExpired) as exc:
@@ -273,9 +282,21 @@ def _snapshot(state: State, server: str) -> None:
 
 
 def _console(state: State, server: str) -> None:
+    """The console URL a user gets, opened as noVNC does; the screen must be the guest's
+    console text (xapisim's VNC server draws it), as ``openstack console log show`` reads it."""
     url = openstack(state, "console", "url", "show", "--novnc", server)["url"]
     if "token=" not in urllib.parse.unquote(url):
         raise SmokeFailed(f"console URL without a token: {url}")
+    viewer = vnc_client.Viewer(url)
+    try:
+        _, screen = viewer.screen()
+    except (ConnectionError, OSError) as exc:
+        raise SmokeFailed(f"nova-novncproxy gave no screen: {exc}") from exc
+    finally:
+        viewer.close()
+    text = openstack(state, "console", "log", "show", server, output=False, text_output=True)
+    if "login:" not in text or ImageChops.difference(screen, console_vnc.render(text)).getbbox():
+        raise SmokeFailed("the console's screen is not the guest's console text")
 
 
 def _delete(state: State, servers: list[dict]) -> None:

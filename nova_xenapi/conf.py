@@ -122,6 +122,10 @@ _OPTS = [
                 help="SSH port of this host's dom0. Resize and cold migration copy disks "
                      "from the source dom0 to the destination's over SFTP as root, so every "
                      "dom0 must trust the others' root keys (and know their host keys)."),
+    cfg.PortOpt("console_http_port", default=80,
+                help="XAPI's plain-HTTP port, where nova-novncproxy (which cannot speak TLS "
+                     "to the host) sends CONNECT /console, as the old driver did on 80. A "
+                     "host set to https_only has no such port: its consoles are refused."),
     cfg.IntOpt("num_vbd_unplug_retries", default=10, min=0,
                help="Retries of VBD.unplug when the guest holds the device."),
     # VM behaviour.

@@ -521,7 +521,7 @@ class XenAPIDriver(driver.ComputeDriver):
 
     # ------------------------------------------------------- guest access
     def get_vnc_console(self, context: Any, instance: Any) -> Any:
-        return console.vnc_console(self.session, instance)
+        return console.vnc_console(self.session, instance, CONF.xenserver.console_http_port)
 
     def get_console_output(self, context: Any, instance: Any) -> str:
         ref = vm.find(self.session, instance)

@@ -110,3 +110,52 @@ def test_pixel_formats_are_encoded_as_the_client_asked():
     assert rgb565.encode(image) == bytes([0xFB, 0xE0, 0x00, 0x1F])  # 31<<11 | 31<<5; 31
     with pytest.raises(ValueError):
         console_vnc.PixelFormat(true_colour=False).encode(image)
+
+
+def test_over_tls_the_proxy_is_sent_to_the_plain_http_port(tmp_path):
+    """xapi answers plain HTTP beside HTTPS (80 and 443); nova-novncproxy speaks plain TCP, so
+    the driver names the plain port, and refuses a host set to https_only, which has none."""
+    import re
+    import types
+
+    import XenAPI
+    from nova import exception
+
+    from nova_xenapi import console, transport
+    from nova_xenapi.session import XenAPISession
+    from tests.conftest import PASSWORD
+    from xapisim import SimConfig, Simulator
+
+    with Simulator(SimConfig(password=PASSWORD), tmp_path / "state", tls=True, http_port=0) as sim:
+        pem = open(sim.certificate).read()
+        ca = tmp_path / "ca.pem"
+        ca.write_text(re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----",
+                                pem, re.S).group(0))
+        sdk = XenAPI.Session(sim.url, ignore_ssl=True)
+        sdk.xenapi.login_with_password("root", PASSWORD, "2.21", "tests")
+        x = sdk.xenapi
+        vm = diskless_vm(x, "tls-guest")
+        x.VM.set_HVM_boot_policy(vm, "BIOS order")
+        x.VM.start(vm, False, False)
+        session = XenAPISession(sim.url, "root", PASSWORD,
+                                tls=transport.TLSPolicy(ca_file=str(ca)))
+        instance = types.SimpleNamespace(name="tls-guest", uuid="u")
+        info = console.vnc_console(session, instance, sim.http_port)
+        assert (info.host, info.port) == ("127.0.0.1", sim.http_port) != ("127.0.0.1", sim.port)
+        sock = socket.create_connection(("127.0.0.1", info.port), timeout=10)
+        sock.sendall(f"CONNECT {info.internal_access_path} HTTP/1.1\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 200 OK") and _read(sock, 12) == b"RFB 003.008\n"
+        sock.close()
+        x.host.set_https_only(x.host.get_all()[0], True)
+        with pytest.raises(exception.ConsoleTypeUnavailable, match="HTTPS only"):
+            console.vnc_console(session, instance, sim.http_port)
+        with pytest.raises(OSError):  # the plain port is closed now
+            sock = socket.create_connection(("127.0.0.1", sim.http_port), timeout=10)
+            sock.sendall(f"CONNECT {info.internal_access_path} HTTP/1.1\r\n\r\n".encode())
+            if not sock.recv(1):
+                raise ConnectionResetError("closed")
+        session.close()
+        sdk.xenapi.session.logout()

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state-dir", type=Path, default=Path("xapisim-state"))
     s.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed cert made once)")
     s.add_argument("--certificate", type=Path, help="PEM with key and certificate to serve")
+    s.add_argument("--http-port", type=int,
+                   help="with --tls, also plain HTTP on this port, as xapi answers on 80 beside "
+                        "443 (nova-novncproxy's console connections need it)")
     s.add_argument("--memory-mib", type=int, default=65536, help="memory of each host")
     s.add_argument("--cpus", type=int, default=16, help="physical CPUs of each host")
     s.add_argument("--sr-type", default="ext", choices=("ext", "nfs", "lvm"),
@@ -80,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
                        nfs_exports=_exports(args.nfs_export),
                        device_dir=str(args.guest_device_dir) if args.guest_device_dir else None)
     sim = Simulator(config, args.state_dir, port=args.port, tls=args.tls,
-                    certificate=args.certificate, ssh_port=args.ssh_port)
+                    certificate=args.certificate, ssh_port=args.ssh_port, http_port=args.http_port)
     sim.start()
     print(f"xapisim: pool of {args.hosts} host(s); master at {sim.url}", flush=True)
     for i in range(1, len(sim.backends)):

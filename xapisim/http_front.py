@@ -69,9 +69,15 @@ class HostServer(ThreadingHTTPServer):
         self.rpc_loop = rpc_front.RpcLoop(self, self.serve_classic) if ssl_context is None else None
 
     def process_request(self, request, client_address) -> None:
+        if self.ssl_context is None and self.sim.tls and self._https_only():
+            self.shutdown_request(request)  # the host's firewall closed its plain-HTTP port
+            return
         if self.rpc_loop is None:
             return super().process_request(request, client_address)
         self.rpc_loop.add(request, client_address)
+
+    def _https_only(self) -> bool:
+        return bool(self.backend.store.tables["host"].get(self.host_ref, {}).get("https_only"))
 
     def serve_classic(self, sock, addr, prefix: bytes = b"") -> None:
         """Serve a connection with a thread of its own from now on, as ThreadingMixIn does,

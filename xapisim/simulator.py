@@ -43,7 +43,7 @@ class Simulator:
 
     def __init__(self, config: SimConfig | None = None, state_dir: Path | str | None = None,
                  port: int = 0, tls: bool = False, certificate: Path | None = None,
-                 ssh_port: int | None = None) -> None:
+                 ssh_port: int | None = None, http_port: int | None = None) -> None:
         self.config = config or SimConfig()
         self.ssh_port = ssh_port  # None: no SSH; 0: any free port (the same on every host)
         self.ssh_servers: list = []
@@ -56,6 +56,9 @@ class Simulator:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.port = port
+        # with TLS, xapi also answers plain HTTP (port 80 on a real host, unless https_only):
+        # None for no such listener, 0 for any free port (the same on every host)
+        self.http_port = http_port
         self.tls = tls
         self.certificate = certificate
         self.faults = Faults()
@@ -153,6 +156,14 @@ class Simulator:
             self.servers.append(server)
             serve_in_thread(server)
         self.port = port
+        if self.tls and self.http_port is not None:
+            http_port = self.http_port
+            for backend, ref, rt in hosts:
+                server = HostServer((rt.config.address, http_port), backend, ref, self, None)
+                http_port = http_port or server.server_address[1]
+                self.servers.append(server)
+                serve_in_thread(server)
+            self.http_port = http_port
         if self.config.real_ovs:
             from .dom0_ovs import Dom0OpenVSwitch
             for backend, ref, rt in hosts:

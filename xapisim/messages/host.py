@@ -65,6 +65,14 @@ def enable(call: Call, host: str) -> str:
     return ""
 
 
+@api("host", "set_https_only")
+def set_https_only(call: Call, host: str, value: bool) -> str:
+    """xapi_host.ml: the firewall closes the host's plain-HTTP port (80), then the field is set;
+    xapisim's plain listener of that host then drops every connection."""
+    call.store.set("host", host, https_only=bool(value))
+    return ""
+
+
 @api("host", "get_uncooperative_resident_VMs")
 def get_uncooperative_resident_vms(call: Call, host: str) -> list:
     call.store.get("host", host)
