@@ -14,8 +14,8 @@ from nova.compute import task_states
 from nova.virt import driver, hardware
 from oslo_log import log as logging
 
-from nova_xenapi import conf as xconf
 from nova_xenapi import (
+    agent,
     console,
     device_metadata,
     events,
@@ -32,6 +32,7 @@ from nova_xenapi import (
     vm,
     vtpm,
 )
+from nova_xenapi import conf as xconf
 from nova_xenapi import evacuate as evacuate_mod
 from nova_xenapi import host as host_ops
 from nova_xenapi.errors import HostConnectionError, XenAPIError
@@ -548,6 +549,9 @@ class XenAPIDriver(driver.ComputeDriver):
         LOG.info("Sent an NMI to %s (domain %d)", instance.name, domid, instance=instance)
 
     def set_admin_password(self, instance: Any, new_pass: str) -> None:
-        raise NotImplementedError("setting the admin password needs the XenStore guest agent, "
-                                  "which nova-xenapi does not drive yet")
+        """Through the guest agent (agent.py), for an image that has one."""
+        if not agent.should_use(instance):
+            raise exception.InstanceAgentNotEnabled()
+        agent.GuestAgent(self.session, instance, vm.find(self.session, instance)) \
+            .set_admin_password(new_pass)
 

@@ -19,7 +19,7 @@ from nova.virt import configdrive
 from oslo_log import log as logging
 from oslo_utils import units
 
-from nova_xenapi import device_metadata, disk_qos, vif_events, vm, vtpm
+from nova_xenapi import agent, device_metadata, disk_qos, vif_events, vm, vtpm
 from nova_xenapi.network import XenAPIOpenVswitchDriver
 from nova_xenapi.rollback import Rollback
 from nova_xenapi.session import XenAPISession
@@ -267,6 +267,8 @@ def build(host: Host, rb: Rollback, context: Any, instance: Any, image_meta: Any
             configdrive.update_instance(instance)
         if power_on:
             vm.start(session, vm_ref, host.running_timeout)
+    if power_on and agent.should_use(instance):
+        agent.configure_at_boot(session, instance, vm_ref, injected_files, admin_password)
     LOG.info("Built %s as a %s VM", instance.name, mode.upper())
     return vm_ref
 

@@ -42,6 +42,7 @@ uuids = st.one_of(hostile, st.uuids().map(str), st.just(SR_UUID),
                   st.lists(st.uuids().map(str), min_size=1, max_size=40).map(",".join),
                   st.lists(hostile, min_size=1, max_size=3).map(",".join))
 numbers = st.one_of(hostile, st.integers(-5, 70).map(str), st.sampled_from(["1", "65535", "65536"]))
+no_timeout = hostile.filter(lambda v: not (v.isascii() and v.isdigit() and 1 <= int(v) <= 3600))
 names = st.one_of(hostile, st.sampled_from(["kernel", "ramdisk", "xvdb", "xvdzz", "sdb", "volume-1",
                                              "../../../outside/precious", "../../root/secret"]))
 
@@ -76,6 +77,17 @@ FUNCTIONS: dict[str, dict[str, dict[str, st.SearchStrategy]]] = {
         lambda a: __import__("json").dumps(["sh", "-c", *a]))), "cmd_input": hostile}},
     "partition": {"grow_root": {"dev": names}},
     "xenhost": {"host_uptime": {}, "trigger_nmi": {"dom_id": numbers}},
+    # a request that passes every check waits for the guest: "timeout" is never a valid one
+    "agent": {
+        "version": {"id": uuids, "dom_id": numbers, "timeout": no_timeout},
+        "key_init": {"id": uuids, "dom_id": numbers, "timeout": no_timeout, "pub": numbers},
+        "password": {"id": uuids, "dom_id": numbers, "timeout": no_timeout, "enc_pass": hostile},
+        "inject_file": {"id": uuids, "dom_id": numbers, "timeout": no_timeout,
+                        "b64_path": hostile, "b64_contents": hostile},
+        "resetnetwork": {"id": uuids, "dom_id": numbers, "timeout": no_timeout},
+        "agent_update": {"id": uuids, "dom_id": numbers, "timeout": no_timeout, "url": hostile,
+                         "md5sum": hostile},
+    },
 }
 CASES = [(p, f) for p, fns in FUNCTIONS.items() for f in fns]
 

@@ -81,8 +81,9 @@ class Backend:
         self.migrations: list[dict] = []  # live migrations that left this pool (see migrate.py)
         self._domid = 0
         self._domid_lock = threading.Lock()
-        from . import disks
+        from . import disks, guest_agent
         self.disks = disks.DiskStore(self)
+        self.agents = guest_agent.Agents()  # the simulated guest agents of its running VMs
 
     # -- hosts -----------------------------------------------------------
     @property

@@ -85,7 +85,7 @@ class PixelFormat:
         size = self.bpp // 8
         endian = "big" if self.big_endian else "little"
         out = bytearray()
-        for r, g, b in image.getdata():
+        for r, g, b in getattr(image, "get_flattened_data", image.getdata)():
             value = 0
             for c, m, s in zip((r, g, b), self.maxes, self.shifts, strict=True):
                 value |= (c * m // 255) << s

@@ -236,6 +236,7 @@ class Simulator:
             switch.stop()
         self.switches.clear()
         for b in self.backends:
+            b.agents.close()
             persistence.save(b)
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from .. import dom0_ovs
+from .. import dom0_ovs, guest_agent
 from ..call import Call
 from ..datamodel import NULL_REF
 from ..errors import XapiError, bad_power_state
@@ -173,6 +173,10 @@ def bring_up(call: Call, vm: str, host: str, paused: bool) -> None:
     store.set("VM", vm, power_state="Paused" if paused else "Running", resident_on=host,
               scheduled_to_be_resident_on=NULL_REF, domid=domid)
     _write_console_log(backend, host, domid, rec)
+    dom0 = backend.dom0_root(host)
+    guest_agent.write_vm_data(dom0, domid, rec["xenstore_data"])
+    if guest_agent.boot_disk_has_agent(backend, vm):
+        backend.agents.started(vm, host, domid, dom0)
     hvm = rec["HVM_boot_policy"] != ""
     if store.exists("VM_metrics", rec["metrics"]):
         store.set("VM_metrics", rec["metrics"], memory_actual=int(rec["memory_dynamic_max"]),
@@ -210,6 +214,9 @@ def bring_down(call: Call, vm: str, power_state: str = "Halted") -> None:
         backend.refresh("VIF", vif)
     for con in list(rec["consoles"]):
         store.destroy("console", con)
+    if host in backend.hosts and rec["domid"] >= 0:
+        backend.agents.stopped(host, rec["domid"])
+        guest_agent.clear_domain(backend.dom0_root(host), rec["domid"])
     store.set("VM", vm, power_state=power_state, resident_on=NULL_REF, domid=-1)
     if store.exists("VM_metrics", rec["metrics"]):
         store.set("VM_metrics", rec["metrics"], memory_actual=0, VCPUs_number=0)
@@ -428,6 +435,7 @@ def destroy(call: Call, vm: str) -> str:
             if rec[child] != NULL_REF and store.exists(cls, rec[child]):
                 store.destroy(cls, rec[child])
         store.destroy("VM", vm)
+    call.backend.agents.forget(vm)
     return ""
 
 

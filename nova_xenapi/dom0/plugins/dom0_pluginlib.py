@@ -11,7 +11,7 @@ import re
 
 import XenAPIPlugin
 
-PLUGIN_API_VERSION = "3.4"
+PLUGIN_API_VERSION = "3.5"
 
 _INT = re.compile(r"\A[0-9]{1,18}\Z")
 _DEV = re.compile(r"\A(xvd[a-z]{1,2}|sd[a-z])\Z")  # a disk xapi plugged into dom0
