@@ -128,7 +128,8 @@ def _root_disk(host: Host, rb: Rollback, context: Any, sr: str, instance: Any, i
     if image_cache.wanted(host.cache_images, image_meta):
         base, _ = image_cache.base_image(session, sr, image_meta, root_size, fetch)
         if disks.virtual_size(session, base) <= root_size:
-            root = image_cache.clone(session, base, instance.uuid, f"{instance.name} root", root_size)
+            root = image_cache.clone(session, sr, base, instance.uuid, f"{instance.name} root",
+                                     root_size)
             rb.add("root disk", disks.destroy_vdi, session, root)
             return root
         LOG.info("The cached image %s is bigger than this flavor's disk; downloading it", image_meta.id)

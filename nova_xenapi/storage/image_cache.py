@@ -73,9 +73,25 @@ def base_image(session: XenAPISession, sr: str, image_meta: Any, size: int,
         return base, int(other.get(BYTES_KEY, "0"))
 
 
-def clone(session: XenAPISession, base: str, instance_uuid: str, name_label: str, size: int) -> str:
-    """A root disk for an instance, cloned from the base and grown to ``size``."""
-    vdi = session.call_async("VDI.clone", base, {}, timeout=None)
+def clone(session: XenAPISession, sr: str, base: str, instance_uuid: str, name_label: str,
+          size: int) -> str:
+    """A root disk for an instance, cloned from the base and grown to ``size``.
+
+    A clone whose outcome is lost (its task gone with a xapi restart, the
+    connection with the answer dropped) may still have been made: it is a
+    copy of the base, cache marks and all, and would pass for a second base.
+    So the SR's VDIs are listed before the clone, and after such a failure the
+    one new VDI that is an unowned copy of this base is removed. Clones of one
+    base are made one at a time on this host; if another host cloned the same
+    base in the same moment, two such VDIs appear and both are left (the other
+    host tags its own at once), with a warning."""
+    with lockutils.lock(f"xenapi-image-clone-{base}"):
+        before = set(session.call_xenapi("SR.get_VDIs", sr))
+        try:
+            vdi = session.call_async("VDI.clone", base, {}, timeout=None)
+        except Exception:
+            _remove_lost_clone(session, sr, base, before)
+            raise
     try:
         session.call_xenapi("VDI.set_other_config", vdi,
                             {"nova_instance_uuid": instance_uuid, "nova_disk_type": "root"})
@@ -86,6 +102,26 @@ def clone(session: XenAPISession, base: str, instance_uuid: str, name_label: str
         disks.destroy_vdi(session, vdi)
         raise
     return vdi
+
+
+def _remove_lost_clone(session: XenAPISession, sr: str, base: str, before: set[str]) -> None:
+    try:
+        image_id = session.again(session.call_xenapi, "VDI.get_other_config", base).get(CACHE_KEY)
+        new = set(session.again(session.call_xenapi, "SR.get_VDIs", sr)) - before - {base}
+        lost = []
+        for ref in new:
+            rec = session.get_record("VDI", ref)
+            if rec and rec["other_config"].get(CACHE_KEY) == image_id and not rec["VBDs"] \
+                    and "nova_instance_uuid" not in rec["other_config"]:
+                lost.append(ref)
+        if len(lost) == 1:
+            disks.destroy_vdi(session, lost[0])
+            LOG.info("Removed the clone of image %s whose answer was lost", image_id)
+        elif lost:
+            LOG.warning("%d unowned clones of image %s appeared at once; leaving them",
+                        len(lost), image_id)
+    except Exception as exc:  # noqa: BLE001 - the clone's own failure is what the caller sees
+        LOG.warning("Could not look for a lost clone of %s: %s", base, exc)
 
 
 def remove_unused(session: XenAPISession, images_in_use: set[str]) -> list[str]:
