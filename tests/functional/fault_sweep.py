@@ -9,9 +9,10 @@ tests): ``python -m unittest tests.functional.fault_sweep``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from nova.tests.functional.api import client
 
@@ -76,10 +77,12 @@ class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
 
     def action(self, name: str, image: str, body: dict | Callable[[dict], None],
                check: Callable[[dict], list[str]], prepare=None,
-               reusable: Callable[[dict], bool] | None = None) -> Operation:
+               reusable: Callable[[dict], bool] | None = None,
+               undo: dict | Callable[[dict], None] | None = None) -> Operation:
         """``body`` is a server action's body, or a function that asks Nova itself.  The
         server is used again by the next run while it is as ``prepare`` left it (ACTIVE and
-        running, unless ``reusable`` says otherwise)."""
+        running, unless ``reusable`` says otherwise), or once ``undo`` (the opposite
+        action's body, or a function) has brought it back there."""
         def run(ctx: dict) -> None:
             if callable(body):
                 body(ctx)
@@ -89,7 +92,15 @@ class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
             ctx["server"] = self.settled(ctx["server"])
         return Operation(name, prepare=prepare or (lambda: self.running_server(image)), run=run,
                          check=check, finish=lambda ctx: self.delete(ctx["server"]),
-                         reusable=reusable or self.in_state("ACTIVE", "Running"))
+                         reusable=reusable or self.in_state("ACTIVE", "Running"),
+                         renew=self.asking(undo) if isinstance(undo, dict) else undo)
+
+    def asking(self, body: dict) -> Callable[[dict], None]:
+        """Ask Nova for a server action and wait until it has settled."""
+        def ask(ctx: dict) -> None:
+            self.api.post_server_action(ctx["server"]["id"], body)
+            ctx["server"] = self.settled(ctx["server"])
+        return ask
 
     def in_state(self, status: str, power: str) -> Callable[[dict], bool]:
         def check(ctx: dict) -> bool:
@@ -222,7 +233,7 @@ class ServerSweepTest(_SweepBase):
 
     def test_stop_start_pause_suspend(self):
         self.report(self.action("stop", self.image, {"os-stop": None},
-                                self.power_outcome("SHUTOFF", "Halted")))
+                                self.power_outcome("SHUTOFF", "Halted"), undo={"os-start": None}))
 
         def stopped() -> dict:
             ctx = self.running_server(self.image)
@@ -239,14 +250,13 @@ class ServerSweepTest(_SweepBase):
                 out.append(f"{server['status']} with its VM {power}")
             return out
         self.report(self.action("start", self.image, {"os-start": None}, start_check,
-                                prepare=stopped, reusable=self.in_state("SHUTOFF", "Halted")))
-        # pause and suspend: the same power-action path as stop and start (vm._power_action),
-        # left to the full sweep to keep the test command under 15 minutes
-        for name, body, outcome in (("pause", {"pause": None}, ("PAUSED", "Paused")),
-                                    ("suspend", {"suspend": None}, ("SUSPENDED", "Suspended"))):
-            op = self.action(name, self.image, body, self.power_outcome(*outcome))
-            op.full_only = True
-            self.report(op)
+                                prepare=stopped, reusable=self.in_state("SHUTOFF", "Halted"),
+                                undo={"os-stop": None}))
+        for name, body, outcome, undo in (
+                ("pause", {"pause": None}, ("PAUSED", "Paused"), {"unpause": None}),
+                ("suspend", {"suspend": None}, ("SUSPENDED", "Suspended"), {"resume": None})):
+            self.report(self.action(name, self.image, body, self.power_outcome(*outcome),
+                                    undo=undo))
 
     def test_snapshot(self):
         self.report(self.snapshot_operation(self.image))
@@ -262,14 +272,17 @@ class ServerSweepTest(_SweepBase):
             if server["status"] not in ("ACTIVE", "ERROR"):
                 out.append(f"ended {server['status']}")
             return out
-        self.report(self.action("rescue", self.image, {"rescue": {}}, rescued))
+        self.report(self.action("rescue", self.image, {"rescue": {}}, rescued,
+                                undo={"unrescue": None}))
+
+        def rescue(ctx: dict) -> None:
+            self.asking({"rescue": {}})(ctx)
+            self.assertEqual("RESCUE", ctx["server"]["status"])
+            ctx["rescue_vm"] = self.inventory()["VM"] - ctx["before"]["VM"]
 
         def in_rescue() -> dict:
             ctx = self.running_server(self.image)
-            self.api.post_server_action(ctx["server"]["id"], {"rescue": {}})
-            ctx["server"] = self.settled(ctx["server"])
-            self.assertEqual("RESCUE", ctx["server"]["status"])
-            ctx["rescue_vm"] = self.inventory()["VM"] - ctx["before"]["VM"]
+            rescue(ctx)
             return ctx
 
         def unrescued(ctx: dict) -> list[str]:
@@ -289,7 +302,7 @@ class ServerSweepTest(_SweepBase):
                 x.VM.get_power_state(vm) == "Running" for vm in ctx["rescue_vm"]
                 if vm in set(x.VM.get_all())) and ctx["rescue_vm"] <= set(x.VM.get_all())
         self.report(self.action("unrescue", self.image, {"unrescue": None}, unrescued,
-                                prepare=in_rescue, reusable=still_rescued))
+                                prepare=in_rescue, reusable=still_rescued, undo=rescue))
 
     def test_attach_and_detach_an_interface(self):
         port = self.neutron.port_1["id"]
@@ -368,7 +381,14 @@ class LocalDevSweepTest(_SweepBase):
 
 
 class ResizeSweepTest(_SweepBase):
-    """Resize to the same host, and cold migration to another: staged VHDs fetched over SFTP."""
+    """Resize to the same host, and cold migration to another: staged VHDs fetched over SFTP.
+
+    Each run boots, stops, stages and moves a server's disks through the whole of Nova's
+    resize: swept in full (every call once) these four take about 1,500 worker seconds, so
+    ``scripts/test`` leaves them to ``XENAPI_SWEEP=full`` to stay under 15 minutes on two
+    cores (tests/functional/parallel.py)."""
+
+    FULL_ONLY = True
 
     DOM0_SSH = True
     STANDALONE_HOSTS = 1
@@ -379,7 +399,10 @@ class ResizeSweepTest(_SweepBase):
         self.start_compute("compute2", "127.0.0.2")
         self.small = self._create_flavor(memory_mb=512, vcpu=1, disk=1, ephemeral=1, name="small")
         self.big = self._create_flavor(memory_mb=1024, vcpu=2, disk=2, ephemeral=1, name="big")
+        self.bigger = self._create_flavor(memory_mb=1536, vcpu=2, disk=2, ephemeral=1,
+                                          name="bigger")
         self.image = self.make_image(base.image_data(9))
+        self.resize_body = {"resize": {"flavorRef": self.big}}
 
     def on_first_host(self) -> dict:
         server = self.boot(self._build_server(image_uuid=self.image, flavor_id=self.small,
@@ -387,14 +410,35 @@ class ResizeSweepTest(_SweepBase):
         self.assertEqual("ACTIVE", server["status"], server.get("fault"))
         return {"server": server, "before": self.inventory()}
 
-    def moved(self, body: dict) -> Callable[[], dict]:
-        def prepare() -> dict:
-            ctx = self.on_first_host()
-            self.api.post_server_action(ctx["server"]["id"], body)
-            ctx["server"] = self.settled(ctx["server"])
-            self.assertEqual("VERIFY_RESIZE", ctx["server"]["status"], ctx["server"].get("fault"))
-            return ctx
-        return prepare
+    @contextlib.contextmanager
+    def only_on_its_host(self) -> Iterator[None]:
+        """The other compute disabled meanwhile: a resize stays on the server's host."""
+        other = self.api.get_services(binary="nova-compute", host="compute2")[0]["id"]
+        self.api.put_service(other, {"status": "disabled"})
+        try:
+            yield
+        finally:
+            self.api.put_service(other, {"status": "enabled"})
+
+    def resized(self) -> dict:
+        """A server resized on its host, awaiting confirm or revert."""
+        ctx = self.on_first_host()
+        self.resize_again(ctx)
+        self.assertEqual("VERIFY_RESIZE", ctx["server"]["status"], ctx["server"].get("fault"))
+        return ctx
+
+    def resize_again(self, ctx: dict) -> None:
+        """Resize an ACTIVE server on its host to a flavor it does not have (disks never
+        shrink: small goes to big, big and bigger take turns)."""
+        server = self.api.get_server(ctx["server"]["id"])
+        flavor = {512: self.big, 1024: self.bigger}.get(server["flavor"]["ram"], self.big)
+        with self.only_on_its_host():
+            self.asking({"resize": {"flavorRef": flavor}})(ctx)
+
+    def awaiting_answer(self, ctx: dict) -> bool:
+        server = self.api.get_server(ctx["server"]["id"])
+        return (server["status"] == "VERIFY_RESIZE" and server["OS-EXT-SRV-ATTR:host"] == "compute"
+                and not self.where(server))
 
     def where(self, server: dict) -> list[str]:
         """Nova's host and flavor against the guests on the hosts: one running VM where Nova
@@ -426,7 +470,11 @@ class ResizeSweepTest(_SweepBase):
         return out
 
     def moving(self, name: str, body: dict, prepare: Callable[[], dict],
-               full_only: bool = False) -> Operation:
+               reusable: Callable[[dict], bool] | None = None,
+               renew: Callable[[dict], None] | None = None) -> Operation:
+        """A resize, a cold migration, or the answer to one; by default a move of a server
+        ``on_first_host``, reused when it failed and left the server there, or once a revert
+        has brought it back."""
         def run(ctx: dict) -> None:
             ctx["answer"] = self.call_api(lambda: self.api.post_server_action(
                 ctx["server"]["id"], body))
@@ -442,31 +490,46 @@ class ResizeSweepTest(_SweepBase):
         def as_prepared(ctx: dict) -> bool:
             """A move that failed and put the server back on its host, as ``prepare`` made it."""
             server = self.api.get_server(ctx["server"]["id"])
-            return (prepare == self.on_first_host and server["status"] == "ACTIVE"
+            return (server["status"] == "ACTIVE"
                     and server["OS-EXT-SRV-ATTR:host"] == "compute"
                     and server["flavor"]["ram"] == 512 and not self.unchanged(ctx))
 
         return Operation(name, prepare, run,
                          check=lambda ctx: self.where(self.api.get_server(ctx["server"]["id"])),
-                         finish=finish, reusable=as_prepared, full_only=full_only)
+                         finish=finish, reusable=reusable or as_prepared,
+                         renew=renew or self.asking({"revertResize": None}))
 
-    def test_resize_confirm_and_revert(self):
-        # on the same host: the other compute takes no resize
-        self.api.put_service(self.api.get_services(binary="nova-compute", host="compute2")[0]["id"],
-                             {"status": "disabled"})
+    def resize_operation(self) -> Operation:
+        op = self.moving("resize (same host)", self.resize_body, self.on_first_host)
+        run = op.run
+
+        def on_its_host(ctx: dict) -> None:
+            with self.only_on_its_host():
+                run(ctx)
+        op.run = on_its_host
+        return op
+
+    def test_resize(self):
         self.sweep_files = self.inventory()["file"]
-        resize = {"resize": {"flavorRef": self.big}}
-        self.report(self.moving("resize (same host)", resize, self.on_first_host,
-                                full_only=True))
-        self.report(self.moving("confirm resize", {"confirmResize": None}, self.moved(resize),
-                                full_only=True))
-        self.report(self.moving("revert resize", {"revertResize": None}, self.moved(resize),
-                                full_only=True))
+        self.report(self.resize_operation())
+
+    def test_confirm_resize(self):
+        self.sweep_files = self.inventory()["file"]
+        self.report(self.moving("confirm resize", {"confirmResize": None}, self.resized,
+                                reusable=self.awaiting_answer, renew=self.resize_again))
+
+    def test_revert_resize(self):
+        self.sweep_files = self.inventory()["file"]
+        self.report(self.moving("revert resize", {"revertResize": None}, self.resized,
+                                reusable=self.awaiting_answer, renew=self.resize_again))
 
     def test_cold_migration(self):
+        """The driver runs the same steps as for a resize, on two hosts: the calls a resize
+        makes too, in the same order, are left to the resize's sweep."""
         self.sweep_files = self.inventory()["file"]
-        self.report(self.moving("cold migration", {"migrate": {"host": "compute2"}},
-                                self.on_first_host, full_only=True))
+        op = self.moving("cold migration", {"migrate": {"host": "compute2"}}, self.on_first_host)
+        op.shares_with = self.resize_operation()
+        self.report(op)
 
 
 class _FollowsMaster:

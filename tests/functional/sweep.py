@@ -22,11 +22,12 @@ After every run the sweep checks:
 
 ``XENAPI_SWEEP=full`` fails every call with every kind of fault the test
 class names (``KINDS``), in every operation. The default, used by the
-README's test command, fails every call once, the kind going round from one
-call to the next, and leaves out the operations marked ``full_only`` (the
-costliest runs: resize, confirm, revert and cold migration, each run of
-which boots a server and moves its disks) to keep the command under 15
-minutes on two cores.
+README's test command, fails every call of every operation once, the kind
+going round from one call to the next; an operation that makes the calls of
+another one too (a boot with more disks, a cold migration) is failed at its
+own calls only, those it shares, in order, with the other being failed in
+that one's sweep. The resize operations (a test class marked ``FULL_ONLY``)
+are left to the full sweep: their runs cost the most.
 
 The event pump's ``event.from`` is left out of the sweep, since it is not a
 step of the operation; how the pump recovers is tested on its own.
@@ -47,7 +48,6 @@ from nova.compute import vm_states
 from nova.tests.functional.api import client
 
 FULL = os.environ.get("XENAPI_SWEEP") == "full"
-ALL_OPS = os.environ.get("XENAPI_SWEEP_ALL_OPS") == "1"
 #: what happens at the swept call: xapisim's fault rule for each kind of failure
 FAULTS = {
     "error": {"action": "error"},  # an error xapi could give for that call
@@ -70,9 +70,9 @@ class Operation:
     as a context; ``run`` asks Nova and waits until Nova has settled;
     ``check`` returns what is wrong with Nova's view and the host afterwards;
     ``finish`` deletes what ``prepare`` made. A run whose context is
-    ``reusable`` hands it to the next run: the host was checked against the
-    context's own inventory by ``check``, and is checked against the sweep's
-    baseline once the context is finished.
+    ``reusable`` (at once, or after ``renew``) hands it to the next run: the
+    host was checked against the context's own inventory by ``check``, and is
+    checked against the sweep's baseline once the context is finished.
     """
 
     name: str
@@ -83,8 +83,11 @@ class Operation:
     #: whether what a run left (found in order by ``check``) is as ``prepare`` makes it, so
     #: the next run can start from it instead of preparing anew
     reusable: Callable[[dict], bool] | None = None
-    #: swept only by the full sweep (an operation whose runs cost the most)
-    full_only: bool = False
+    #: takes a context that the operation left in its outcome (a server the run resized,
+    #: stopped, rescued) back to where ``prepare`` leaves it by the opposite action (revert,
+    #: start, unrescue), which costs Nova less than deleting the server and booting another;
+    #: the context is reused if ``reusable`` then says so
+    renew: Callable[[dict], None] | None = None
     #: an operation whose calls this one makes too (a plain boot, for a boot with more disks):
     #: the default sweep leaves the calls that match it, in order, to that operation's sweep
     #: and fails only this one's own; the full sweep fails every call
@@ -102,18 +105,16 @@ class Result:
     shared: int = 0  # calls left to the sweep of the operation this one shares them with
     shared_with: str = ""
     leftovers: int = 0
+    prepared: int = 0  # faulted runs that needed a new context (the others reused the last)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     broken: bool = False  # the host could not be prepared for a run any more
-    skipped: bool = False  # left to the full sweep
 
     def line(self) -> str:
-        if self.skipped:
-            return f"{self.name:<40} swept by the full sweep only (XENAPI_SWEEP=full)"
         shared = f" ({self.shared} calls as in {self.shared_with})" if self.shared else ""
         return (f"{self.name:<40} {self.calls:>4} calls {self.runs:>4} faulted runs "
-                f"{self.fired:>4} fired {self.leftovers:>3} leftovers {len(self.problems):>3} problems "
-                f"{self.seconds:>5.0f} s{shared}")
+                f"{self.fired:>4} fired {self.prepared:>4} prepared {self.leftovers:>3} leftovers "
+                f"{len(self.problems):>3} problems {self.seconds:>5.0f} s{shared}")
 
 
 class SweepMixin:
@@ -254,9 +255,6 @@ class SweepMixin:
     # --------------------------------------------------------- the sweep
     def sweep(self, op: Operation) -> Result:
         result = Result(op.name)
-        if op.full_only and not FULL and not ALL_OPS:
-            result.skipped = True
-            return result
         started = time.monotonic()
         # a first run makes what the driver keeps between operations (its cached image)
         ctx = op.prepare()
@@ -315,6 +313,7 @@ class SweepMixin:
         """One run with one fault; the context, if the next run may start from it."""
         problems_before = len(result.problems)
         if ctx is None:
+            result.prepared += 1
             try:
                 ctx = op.prepare()
             except Exception as e:  # noqa: BLE001 - an earlier run damaged the host
@@ -333,20 +332,24 @@ class SweepMixin:
         result.fired += bool(self.sim.faults.fired)
         for problem in op.check(ctx):
             result.problems.append(f"{label}: {problem}")
+        # the server as the run left it (``settled`` read it last): its fault names no secret
         server = ctx.get("server")
-        if server is not None:
-            try:
-                secret = self.secret_in(self.api.get_server(server["id"]))
-            except client.OpenStackApiNotFoundException:
-                secret = None
-            if secret:
-                result.problems.append(f"{label}: the fault shows a secret ({secret})")
+        secret = self.secret_in(server) if server is not None else None
+        if secret:
+            result.problems.append(f"{label}: the fault shows a secret ({secret})")
         grown = self.sessions() - sessions
         if grown:
             result.problems.append(f"{label}: sessions leaked: {dict(grown)}")
-        if (op.reusable is not None and len(result.problems) == problems_before
-                and op.reusable(ctx)):
-            return ctx
+        if op.reusable is not None and len(result.problems) == problems_before:
+            if op.reusable(ctx):
+                return ctx
+            if op.renew is not None:
+                try:
+                    op.renew(ctx)
+                    if op.reusable(ctx):
+                        return ctx
+                except Exception:  # noqa: BLE001 - then the context is finished as usual
+                    pass
         self._finish(op, ctx, label, result, baseline)
         return None
 
