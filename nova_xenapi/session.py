@@ -482,19 +482,23 @@ class XenAPISession:
 
     @contextlib.contextmanager
     def http_request(self, method: str, path: str, query: dict[str, str],
-                     timeout: float = CALL_TIMEOUT) -> Iterator[tuple[http.client.HTTPConnection, str]]:
-        """A connection to the master and the request target for a XAPI HTTP handler.
+                     timeout: float = CALL_TIMEOUT, address: str | None = None
+                     ) -> Iterator[tuple[http.client.HTTPConnection, str]]:
+        """A connection to the master (or the pool's host at ``address``, for a handler each
+        host serves for itself, such as /rrd_updates) and the request target for a XAPI
+        HTTP handler.
 
         The session reference is added to the query here and never leaves
         this method in an error message.
         """
         with self._borrow() as sdk:
             target = path + "?" + urlencode({**query, "session_id": sdk.handle})
-            conn = transport.open_connection(self._url, self._tls, timeout)
+            url = self._url_of(address) if address else self._url
+            conn = transport.open_connection(url, self._tls, timeout)
             try:
                 yield conn, target
             except (OSError, http.client.HTTPException) as exc:
-                raise HostConnectionError(f"{method} {path} to {self._url} failed: {exc}") from None
+                raise HostConnectionError(f"{method} {path} to {url} failed: {exc}") from None
             finally:
                 conn.close()
 

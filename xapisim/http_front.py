@@ -435,6 +435,9 @@ class Handler(BaseHTTPRequestHandler):
     def _put_import_metadata(self) -> None:
         self._handler(xva_io.import_metadata, "VM.metadata_import")
 
+    def _get_rrd_updates(self) -> None:
+        self._handler(_rrd_updates, "rrd_updates")
+
     def _get_root(self) -> None:
         """xapi's file server: no web pages here, so 404 over HTTPS; plain HTTP is refused."""
         if self.server.ssl_context is None:
@@ -527,6 +530,30 @@ class Handler(BaseHTTPRequestHandler):
         self._error_page(404, "Not Found")
 
 
+def _rrd_updates(req, session: str) -> None:
+    """xapi's /rrd_updates (rrdd_proxy.ml hands it to xcp-rrdd): the VMs resident on this host
+    and, with ``host=true``, the host, from ``start`` (seconds since the epoch) on."""
+    q = req.query()
+    req.close_connection = True  # rrdd_proxy.ml: the request is closed after its answer
+    if "start" not in q:
+        raise HttpError(400, "get_rrd_updates: missing the 'start' parameter")
+    try:
+        start = int(q["start"])
+        interval = int(q.get("interval", "0"))
+    except ValueError:
+        raise HttpError(400, "start and interval are whole seconds") from None
+    cf = q.get("cf", "AVERAGE")
+    if cf not in ("AVERAGE", "MIN", "MAX", "LAST"):
+        raise HttpError(400, f"unknown consolidation function {cf}")
+    from . import rrd
+    u = rrd.updates(req.server.backend, req.server.host_ref, start, interval, cf,
+                    with_host=q.get("host") == "true", vm_uuid=q.get("vm_uuid"))
+    if q.get("json") == "true":
+        req._send(200, rrd.to_json(u), "application/json", {"Connection": "close"})
+    else:
+        req._send(200, rrd.to_xml(u), "text/xml", {"Connection": "close"})
+
+
 class Unauthorised(Exception):
     """No valid session or credentials for an HTTP handler (xapi's ``Http.Unauthorised``)."""
 
@@ -535,7 +562,7 @@ class Unauthorised(Exception):
 # the name of the Handler method that serves it
 ROUTES: dict[str, dict[str, str]] = {
     "GET": {"/": "_get_root", "/export": "_get_export", "/export_metadata": "_get_export_metadata",
-            "/export_raw_vdi": "_get_export_raw_vdi"},
+            "/export_raw_vdi": "_get_export_raw_vdi", "/rrd_updates": "_get_rrd_updates"},
     "PUT": {"/import": "_put_import", "/import_metadata": "_put_import_metadata",
             "/import_raw_vdi": "_put_import_raw_vdi"},
     "POST": {"/": "_post_xmlrpc", "/RPC2": "_post_xmlrpc", "/json": "_post_jsonrpc",
