@@ -21,7 +21,7 @@ class GuestAgentTest(base.XenAPIFunctionalBase):
 
     def setUp(self):
         super().setUp()
-        self.flags(agent_timeout=1, agent_version_timeout=2, agent_resetnetwork_timeout=2,
+        self.flags(agent_timeout=2, agent_version_timeout=4, agent_resetnetwork_timeout=2,
                    group="xenserver")
         # a failed build goes to ERROR with the driver's fault, not to another host
         self.flags(max_attempts=1, group="scheduler")
