@@ -104,6 +104,10 @@ def start_computes(state: State, hosts: int) -> None:
         name = compute_name(i)
         processes.start(state, name, [str(BIN / "nova-compute"), "--config-file", str(conf),
                                       "--log-file", str(state.logs / f"{name}.log")])
+        # ceilometer's compute agent for this host, with nova_xenapi's inspector
+        processes.start(state, f"{name}-ceilometer", [
+            str(BIN / "ceilometer-polling-xenapi"), "--polling-namespaces", "compute",
+            "--config-file", str(configs.ceilometer_polling(state, name, conf))])
         # the agent runs xenapi-root-helper (bootstrap's [agent] root_helper) from this venv
         processes.start(state, f"{name}-ovs-agent", [
             str(BIN / "neutron-openvswitch-agent"), "--config-file", str(agent_conf(state, i))],

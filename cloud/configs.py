@@ -195,6 +195,44 @@ def _write_keeping(path: Path, sections: dict[str, dict[str, object]]) -> Path:
     return write_ini(path, sections)
 
 
+#: what each host's ceilometer-polling measures, every few seconds so the smoke test sees it
+POLLING_YAML = """---
+sources:
+  - name: xenapi
+    interval: 5
+    meters:
+      - cpu
+      - memory.usage
+      - network.incoming.bytes
+      - disk.device.read.bytes
+"""
+
+
+def ceilometer_polling(state: State, name: str, compute_conf: Path) -> Path:
+    """ceilometer-polling beside one nova-compute: the compute namespace, our XAPI inspector
+    with that compute's [xenserver] connection, instances found through Nova's API, samples
+    exported for Prometheus on loopback (no notification agent or bus needed)."""
+    d = _service_dir(state, "ceilometer")
+    (d / "polling.yaml").write_text(POLLING_YAML)
+    compute = configparser.RawConfigParser()
+    compute.optionxform = str
+    compute.read(compute_conf)
+    xs = dict(compute["xenserver"]) if compute.has_section("xenserver") else {}
+    sections = {
+        "DEFAULT": {"host": name, "hypervisor_inspector": "xenapi", "debug": False,
+                    "log_file": str(state.logs / f"{name}-ceilometer.log")},
+        "compute": {"instance_discovery_method": "naive", "resource_update_interval": 5},
+        "polling": {"cfg_file": str(d / "polling.yaml"), "enable_notifications": False,
+                    "enable_prometheus_exporter": True,
+                    "prometheus_listen_addresses": f"{ADDRESS}:{state.port(f'{name}-ceilometer')}"},
+        "service_credentials": {**_auth(state, "nova"), "interface": "public"},
+        "xenserver": {k: v for k, v in xs.items() if k in (
+            "connection_url", "connection_username", "connection_password", "ca_file",
+            "certificate_thumbprint", "verify_ssl")},
+    }
+    return write_ini(d / f"{name}.conf", sections)
+
+
 def ovs_agent(state: State, name: str) -> Path:
     """neutron-openvswitch-agent of one host: OVSDB in that host's dom0, OpenFlow from that
     dom0's ovs-vswitchd to this agent, security groups as flows (firewall_driver openvswitch).

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 
 from PIL import ImageChops
 
@@ -112,6 +113,8 @@ def run(state: State) -> int:
                        _boot, state, net_id)
         step("the scheduler spread them over the hosts", _spread, state, servers)
         ports = step("ports ACTIVE, bound to their host, in that dom0's OVSDB", _ports, state, servers)
+        step("ceilometer-polling on each host: cpu and memory of each server (XAPI's RRDs)",
+             _telemetry, state, servers, len(names))
         first = servers[0]["id"]
         # the steps after this one go through the nova-compute killed and started again
         step(f"kill -9 {servers[0]['OS-EXT-SRV-ATTR:host']}'s nova-compute in VDI.snapshot: "
@@ -164,6 +167,34 @@ def _spread(state: State, servers: list[dict]) -> None:
     hosts = {s["OS-EXT-SRV-ATTR:host"] for s in servers}
     if len(hosts) != len(servers):
         raise SmokeFailed(f"both servers on {hosts}")
+
+
+def _telemetry(state: State, servers: list[dict], hosts: int, timeout: float = 90.0) -> None:
+    """Every server's samples in its host's ceilometer-polling (its Prometheus export): the
+    agent found the instance through Nova and measured it with nova_xenapi's inspector."""
+    deadline = time.monotonic() + timeout
+    wanted = {s["id"] for s in servers}
+    while True:
+        seen: dict[str, set[str]] = {}
+        for i in range(hosts):
+            port = state.port(f"{computes.compute_name(i)}-ceilometer")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                for meter, label in (("ceilometer_cpu{", "cpu"),
+                                     ("ceilometer_memory_usage{", "memory")):
+                    if line.startswith(meter):
+                        for sid in wanted:
+                            if f'{label}="{sid}"' in line and float(line.rsplit(" ", 1)[1]) > 0:
+                                seen.setdefault(sid, set()).add(label)
+        if all(seen.get(sid) == {"cpu", "memory"} for sid in wanted):
+            return
+        if time.monotonic() > deadline:
+            raise SmokeFailed(f"ceilometer samples after {timeout:.0f} s: {seen} of {sorted(wanted)}")
+        time.sleep(2)
 
 
 def _ports(state: State, servers: list[dict]) -> list[tuple[int, str]]:
