@@ -91,3 +91,32 @@ def test_start_is_required_and_the_session_too(sim, xapi):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"{sim.url}/rrd_updates?start=0&session_id=OpaqueRef:nope")
     assert e.value.code == 401
+
+
+def test_vm_rrd_and_host_rrd_are_xapi_rrd_documents(sim, xapi):
+    """rrd.ml ``xml_to_output``: version 0003, the data sources, four AVERAGE archives whose
+    rows (oldest first) hold one value per data source; ``uuid`` is required for /vm_rrd."""
+    from xml.etree import ElementTree
+    x = xapi.xenapi
+    vm = _running(x, sim)
+    uuid = x.VM.get_uuid(vm)
+    q = f"session_id={xapi._session}"
+    with urllib.request.urlopen(f"{sim.url}/vm_rrd?uuid={uuid}&{q}") as r:
+        doc = ElementTree.fromstring(r.read())
+    assert doc.findtext("version") == "0003" and doc.findtext("step") == "5"
+    names = [d.findtext("name") for d in doc.findall("ds")]
+    assert {"cpu0", "memory", "vif_0_rx", "vbd_xvda_write"} <= set(names)
+    types = {d.findtext("name"): d.findtext("type") for d in doc.findall("ds")}
+    assert types["cpu0"] == "GAUGE" and types["vif_0_rx"] == "DERIVE"
+    rras = doc.findall("rra")
+    assert [r.findtext("pdp_per_row") for r in rras] == ["1", "12", "720", "17280"]
+    rows = rras[0].findall("database/row")
+    assert len(rows) == 120 and all(len(r.findall("v")) == len(names) for r in rows)
+    newest = [v.text for v in rows[-1].findall("v")]
+    assert newest[names.index("memory")] != "NaN"
+    with urllib.request.urlopen(f"{sim.url}/host_rrd?{q}") as r:
+        host = ElementTree.fromstring(r.read())
+    assert "memory_total_kib" in [d.findtext("name") for d in host.findall("ds")]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{sim.url}/vm_rrd?{q}")
+    assert e.value.code == 400

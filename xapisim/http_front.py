@@ -438,6 +438,12 @@ class Handler(BaseHTTPRequestHandler):
     def _get_rrd_updates(self) -> None:
         self._handler(_rrd_updates, "rrd_updates")
 
+    def _get_vm_rrd(self) -> None:
+        self._handler(_vm_rrd, "vm_rrd")
+
+    def _get_host_rrd(self) -> None:
+        self._handler(_host_rrd, "host_rrd")
+
     def _get_root(self) -> None:
         """xapi's file server: no web pages here, so 404 over HTTPS; plain HTTP is refused."""
         if self.server.ssl_context is None:
@@ -554,6 +560,28 @@ def _rrd_updates(req, session: str) -> None:
         req._send(200, rrd.to_xml(u), "text/xml", {"Connection": "close"})
 
 
+def _vm_rrd(req, session: str) -> None:
+    """rrdd_proxy.ml get_vm_rrd_forwarder: the RRD of VM ``uuid`` (xcp-rrdd keeps one for a
+    VM that ran here; xapisim draws it from the VM as it is)."""
+    from . import rrd
+    q = req.query()
+    req.close_connection = True
+    if "uuid" not in q:
+        raise HttpError(400, "get_vm_rrd: missing the 'uuid' parameter")
+    body = rrd.dump(req.server.backend, req.server.host_ref, vm_uuid=q["uuid"])
+    if not body:
+        raise HttpError(404, f"no VM {q['uuid']}")
+    req._send(200, body, "text/xml", {"Connection": "close"})
+
+
+def _host_rrd(req, session: str) -> None:
+    """rrdd_proxy.ml get_host_rrd_forwarder: this host's RRD."""
+    from . import rrd
+    req.close_connection = True
+    req._send(200, rrd.dump(req.server.backend, req.server.host_ref), "text/xml",
+              {"Connection": "close"})
+
+
 class Unauthorised(Exception):
     """No valid session or credentials for an HTTP handler (xapi's ``Http.Unauthorised``)."""
 
@@ -562,7 +590,8 @@ class Unauthorised(Exception):
 # the name of the Handler method that serves it
 ROUTES: dict[str, dict[str, str]] = {
     "GET": {"/": "_get_root", "/export": "_get_export", "/export_metadata": "_get_export_metadata",
-            "/export_raw_vdi": "_get_export_raw_vdi", "/rrd_updates": "_get_rrd_updates"},
+            "/export_raw_vdi": "_get_export_raw_vdi", "/rrd_updates": "_get_rrd_updates",
+            "/vm_rrd": "_get_vm_rrd", "/host_rrd": "_get_host_rrd"},
     "PUT": {"/import": "_put_import", "/import_metadata": "_put_import_metadata",
             "/import_raw_vdi": "_put_import_raw_vdi"},
     "POST": {"/": "_post_xmlrpc", "/RPC2": "_post_xmlrpc", "/json": "_post_jsonrpc",

@@ -179,3 +179,52 @@ def to_json(u: dict) -> bytes:
                                 "legend": u["legend"]},
                        "data": [{"t": t, "values": [None if math.isnan(v) else v for v in vs]}
                                 for t, vs in u["data"]]}).encode()
+
+
+#: xcp-rrdd's data source types and bounds: rates of counters are DERIVE, the rest GAUGE
+def _ds_meta(name: str) -> tuple[str, str, str]:
+    if name.startswith(("vif_", "vbd_")):
+        return "DERIVE", "0.0", "Infinity"
+    if name.startswith("cpu"):
+        return "GAUGE", "0.0", "1.0"
+    return "GAUGE", "0.0", "Infinity"
+
+
+def dump(backend, host_ref: str, vm_uuid: str | None = None, now: int | None = None) -> bytes:
+    """``/vm_rrd?uuid=`` (one VM's RRD) or ``/host_rrd`` (this host's): xapi-rrd's
+    ``xml_to_output``, with xcp-rrdd's four AVERAGE archives, rows oldest first."""
+    store = backend.store
+    now = int(now if now is not None else time.time())
+    with store.lock:
+        if vm_uuid is not None:
+            found = [r for r, rec in store.tables["VM"].items() if rec["uuid"] == vm_uuid]
+            if not found:
+                return b""
+            sources = _vm_sources(store, found[0])
+        else:
+            sources = _host_sources(store, host_ref)
+    base = ARCHIVES[0][0]
+    last = now - now % base
+    parts = ['<?xml version="1.0" encoding="UTF-8"?><rrd><version>0003</version>',
+             f"<step>{base}</step><lastupdate>{now}</lastupdate>"]
+    for name, fn in sources:
+        kind, low, high = _ds_meta(name)
+        v = fn(last)
+        parts.append(f"<ds><name>{escape(name)}</name><type>{kind}</type>"
+                     f"<minimal_heartbeat>300.0</minimal_heartbeat><min>{low}</min>"
+                     f"<max>{high}</max><last_ds>{_value(v)}</last_ds><value>0.0</value>"
+                     "<unknown_sec>0</unknown_sec></ds>")
+    for step, rows in ARCHIVES:
+        end = now - now % step
+        parts.append(f"<rra><cf>AVERAGE</cf><pdp_per_row>{step // base}</pdp_per_row>"
+                     "<params><xff>0.5</xff></params><cdp_prep>")
+        parts += ["<ds><primary_value>0.0</primary_value><secondary_value>0.0</secondary_value>"
+                  "<value>0.0</value><unknown_datapoints>0</unknown_datapoints></ds>"] * len(sources)
+        parts.append("</cdp_prep><database>")
+        for i in range(rows - 1, -1, -1):
+            t = end - i * step
+            parts.append("<row>" + "".join(f"<v>{_value(fn(t))}</v>" for _, fn in sources)
+                         + "</row>")
+        parts.append("</database></rra>")
+    parts.append("</rrd>")
+    return "".join(parts).encode()

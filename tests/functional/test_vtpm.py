@@ -109,3 +109,33 @@ class VTPMTest(base.XenAPIFunctionalBase):
         self.assertIn("No valid host", server["fault"]["message"])
         self._delete_server(server)
         self.assertHostClean()
+
+
+class VTPMLiveMigrationTest(base.XenAPIFunctionalBase):
+    """In a pool on shared storage, VM.pool_migrate keeps the VM's record, and with it its
+    VTPM and the TPM's state; Nova allows it for hw:tpm_secret_security=host."""
+
+    POOL_HOSTS = 2
+    SHARED_SR = "nfs"
+
+    def setUp(self):
+        super().setUp()
+        self.start_compute("compute2", "127.0.0.2")
+
+    def test_the_vtpm_moves_with_the_server(self):
+        flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1, ephemeral=0, name="tpm",
+                                     extra_spec=TPM)
+        image = self.make_image(base.image_data(), hw_firmware_type="uefi")
+        server = self._create_server(image_uuid=image, flavor_id=flavor, networks="none",
+                                     az="nova:compute")
+        (vtpm,) = self.vm_of(server)["VTPMs"]
+        state = sim_vtpm.contents(self.sim.backend.store, vtpm)
+        self.api.post_server_action(server["id"], {"os-migrateLive": {
+            "host": "compute2", "block_migration": "auto"}})
+        self._wait_for_migration_status(server, ["completed"])
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("compute2", server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual([vtpm], self.vm_of(server)["VTPMs"])
+        self.assertEqual(state, sim_vtpm.contents(self.sim.backend.store, vtpm))
+        self._delete_server(server)
+        self.assertEqual([], self.api_x.VTPM.get_all())
