@@ -195,11 +195,11 @@ def _write_keeping(path: Path, sections: dict[str, dict[str, object]]) -> Path:
     return write_ini(path, sections)
 
 
-#: what each host's ceilometer-polling measures, every few seconds so the smoke test sees it
+#: what each host's ceilometer-polling measures, often enough for the smoke test to see it
 POLLING_YAML = """---
 sources:
   - name: xenapi
-    interval: 5
+    interval: 15
     meters:
       - cpu
       - memory.usage
@@ -221,7 +221,7 @@ def ceilometer_polling(state: State, name: str, compute_conf: Path) -> Path:
     sections = {
         "DEFAULT": {"host": name, "hypervisor_inspector": "xenapi", "debug": False,
                     "log_file": str(state.logs / f"{name}-ceilometer.log")},
-        "compute": {"instance_discovery_method": "naive", "resource_update_interval": 5},
+        "compute": {"instance_discovery_method": "naive", "resource_update_interval": 15},
         "polling": {"cfg_file": str(d / "polling.yaml"), "enable_notifications": False,
                     "enable_prometheus_exporter": True,
                     "prometheus_listen_addresses": f"{ADDRESS}:{state.port(f'{name}-ceilometer')}"},
