@@ -391,23 +391,24 @@ class DirectVhdSnapshotSweepTest(_DirectVhd):
         self.report(self.snapshot_operation(self.vhd_image()))
 
 
-class LocalDevSweepTest(_SweepBase):
+class _LocalDev(_SweepBase):
     """vdi_local_dev: images written through this compute VM's block device."""
 
     IMAGE_HANDLER = "vdi_local_dev"
 
+
+class LocalDevSweepTest(_LocalDev):
     def test_spawn(self):
         image = self.make_image(base.image_data())
         self.report(self.boot_operation("spawn (vdi_local_dev)", lambda: self._build_server(
             image_uuid=image, networks="none")))
 
 
-class LocalDevSnapshotSweepTest(LocalDevSweepTest):
+class LocalDevSnapshotSweepTest(_LocalDev):
     """A snapshot read through this compute VM's block device: left to the full sweep, as
     direct_vhd's is."""
 
     FULL_ONLY = True
-    test_spawn = None  # swept by LocalDevSweepTest
 
     def test_snapshot(self):
         self.report(self.snapshot_operation(self.make_image(base.image_data())))
