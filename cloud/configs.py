@@ -90,6 +90,11 @@ def keystone(state: State) -> Path:
         "fernet_tokens": {"key_repository": str(state.data / "keystone" / "fernet-keys")},
         "fernet_receipts": {"key_repository": str(state.data / "keystone" / "fernet-keys")},
         "credential": {"key_repository": str(state.data / "keystone" / "credential-keys")},
+        # bcrypt's fewest rounds: its default 12 cost keystone a quarter of a CPU second per
+        # login (every CLI command and service session logs in), the most CPU of any service
+        # here; the cost guards hashes stolen from a database, and this one holds random
+        # passwords of a cloud on loopback that lives for one run
+        "identity": {"password_hash_rounds": 4},
     })
 
 

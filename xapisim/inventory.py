@@ -29,11 +29,15 @@ sources are named where they are used:
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import socket
+import sys
 import time
 import uuid as uuidlib
 from pathlib import Path
+
+import XenAPI
 
 from .backend import Backend, HostConfig, HostRuntime
 from .datamodel import NULL_REF, classes
@@ -182,6 +186,16 @@ def install_dom0_files(dom0_root: Path, plugin_dirs: list[str]) -> None:
         shutil.copy2(f, dom0_root / DOM0_SITE_PACKAGES / f.name)
     # vhd-util's VHD code, importable without loading the whole simulator
     shutil.copy2(Path(__file__).parent / "vhd.py", dom0_root / DOM0_SITE_PACKAGES / "xapisim_vhd.py")
+    # the XenAPI SDK, which a dom0 has for plugins that call XAPI back
+    shutil.copytree(Path(XenAPI.__file__).parent, dom0_root / DOM0_SITE_PACKAGES / "XenAPI",
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    # the dom0's python3: the standard library and the dom0's own (PYTHONPATH), not this
+    # virtualenv's site-packages, whose start-up (.pth files, the editable install's finder)
+    # cost each plugin and vhd-util call a third of its CPU
+    python = dom0_root / "usr/bin/python3"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
+    python.chmod(0o755)
     (dom0_root / "usr/sbin").mkdir(parents=True, exist_ok=True)
     for f in (DOM0_LIB / "bin").iterdir():
         shutil.copy2(f, dom0_root / "usr/sbin" / f.name)

@@ -33,15 +33,16 @@ def plugin_path(dom0_root: Path, name: str) -> Path:
 
 
 def dom0_env(dom0_root: Path) -> dict[str, str]:
-    """The environment of a process "in" a simulated dom0: its tools first on PATH, its
-    Python libraries (XenAPIPlugin, ...) importable, and XAPISIM_DOM0_ROOT naming it."""
+    """The environment of a process "in" a simulated dom0: its tools and its python3 first on
+    PATH, its Python libraries (XenAPIPlugin, ...) importable, and XAPISIM_DOM0_ROOT naming
+    it."""
     env = dict(os.environ)
     plugins_dir = str(dom0_root / "etc/xapi.d/plugins")
     site = str(dom0_root / "usr/lib/python3/site-packages")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins_dir, site, env.get("PYTHONPATH", "")) if p)
     env["XAPISIM_DOM0_ROOT"] = str(dom0_root)
-    env["PATH"] = os.pathsep.join([str(dom0_root / "usr/sbin"), str(Path(sys.executable).parent),
-                                   env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(dom0_root / "usr/sbin"), str(dom0_root / "usr/bin"),
+                                   str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 

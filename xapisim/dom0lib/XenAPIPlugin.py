@@ -33,14 +33,21 @@ def failure_message(description):
     return xmlrpc.client.dumps(({"Status": "Failure", "ErrorDescription": description},), "", True)
 
 
-def _local_session(session_id):
-    try:
-        import XenAPI  # a dom0 has it; the plugins here rarely call XAPI back
-    except ImportError:
-        return None
-    session = XenAPI.xapi_local()
-    session._session = session_id
-    return session
+class _LocalSession:
+    """The session a plugin is handed: ``XenAPI.xapi_local()`` in the caller's session, made
+    when the plugin first uses it. Importing the SDK costs more than most plugins take to
+    run, and most never call XAPI back."""
+
+    def __init__(self, session_id):
+        self._ref = session_id
+        self._sdk = None
+
+    def __getattr__(self, name):
+        if self._sdk is None:
+            import XenAPI  # a dom0 has it
+            self._sdk = XenAPI.xapi_local()
+            self._sdk._session = self._ref
+        return getattr(self._sdk, name)
 
 
 def dispatch(fn_table):
@@ -52,7 +59,7 @@ def dispatch(fn_table):
         print(failure_message(["UNKNOWN_XENAPI_PLUGIN_FUNCTION", methodname]))
         return
     try:
-        result = fn_table[methodname](_local_session(session_id), args)
+        result = fn_table[methodname](_LocalSession(session_id), args)
         print(success_message(result))
     except Failure as e:
         print(failure_message(e.params))
