@@ -16,6 +16,7 @@ its own xapisim), so tests of one module can run in different processes.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 import unittest
@@ -57,6 +58,14 @@ def _name(suite: unittest.TestSuite) -> str:
     return tests[0].id() if len(tests) == 1 else tests[0].id().rsplit(".", 1)[0]
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and the children it waited for (plugins, qemu-img, ssh):
+    an item's own cost, which its wall time on a busy machine is not."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _claim(work_dir: Path, index: int) -> bool:
     try:
         os.close(os.open(work_dir / f"{index}.claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -78,9 +87,10 @@ class Claimed(unittest.TestSuite):
             if result.shouldStop:
                 break
             if _claim(self._dir, index):
-                name, started = _name(suite), time.monotonic()  # a suite drops tests it ran
+                name, started, cpu = _name(suite), time.monotonic(), _cpu()  # a suite drops tests it ran
                 suite.run(result)  # each item is a top-level suite: its class fixtures end with it
-                print(f"\n[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr)
+                print(f"\n[{time.monotonic() - started:6.1f} s] {name} ({_cpu() - cpu:.0f} CPU s)",
+                      file=sys.stderr)
         return result
 
 
