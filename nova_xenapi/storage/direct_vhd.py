@@ -98,12 +98,20 @@ class DirectVhdHandler:
             "image_id": image_id, "sr_uuid": sr_uuid, "max_virtual_size": str(size),
             "uuids": ",".join(str(uuid.uuid4()) for _ in range(MAX_CHAIN))}, retry=True)
         leaf_uuid = got["root"]["uuid"]
-        session.call_xenapi("SR.scan", sr)
         try:
+            session.call_xenapi("SR.scan", sr)
             vdi = session.call_xenapi("VDI.get_by_uuid", leaf_uuid)
-        except XenAPIError:
-            raise exception.ImageUnacceptable(
-                image_id=image_id, reason="the SR scan did not find the downloaded VHD") from None
+        except XenAPIError as exc:
+            # the chain is in the SR: its files, and VDIs if the scan went through
+            self._remove_chain(session, sr, leaf_uuid)
+            if exc.code == "UUID_INVALID":
+                raise exception.ImageUnacceptable(
+                    image_id=image_id, reason="the SR scan did not find the downloaded VHD") \
+                    from None
+            raise
+        except BaseException:
+            self._remove_chain(session, sr, leaf_uuid)
+            raise
         try:
             virtual = disks.virtual_size(session, vdi)
             if virtual > size:
@@ -117,6 +125,20 @@ class DirectVhdHandler:
             raise
         LOG.debug("dom0 put image %s into the SR as a chain of %d VHDs", image_id, len(got["vdis"]))
         return vdi, int(image_meta.size or 0) if image_meta.obj_attr_is_set("size") else 0
+
+    @staticmethod
+    def _remove_chain(session: XenAPISession, sr: str, leaf_uuid: str) -> None:
+        """Remove a downloaded chain whose leaf the fetch never got hold of. The SR is scanned
+        again first (a failed scan may have left the files without VDIs); the base copies
+        under the leaf go with it."""
+        try:
+            session.call_xenapi("SR.scan", sr)
+            vdi = session.call_xenapi("VDI.get_by_uuid", leaf_uuid)
+        except Exception as exc:  # noqa: BLE001 - the fetch's own error is the one to raise
+            LOG.warning("could not remove the downloaded chain %s from SR %s: %s", leaf_uuid,
+                        sr, exc)
+            return
+        disks.destroy_vdi(session, vdi)
 
     def upload(self, context: Any, session: XenAPISession, image_id: str, vdi: str,
                metadata: dict) -> None:

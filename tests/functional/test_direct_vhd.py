@@ -91,6 +91,24 @@ class DirectVhdTest(base.XenAPIFunctionalBase):
             self.api_x.SR.get_uuid(self.api_x.pool.get_default_SR(self.api_x.pool.get_all()[0])))
         self.assertEqual([], [p.name for p in sr_dir.iterdir() if p.name.startswith(".nova-staging")])
 
+    def test_a_failed_lookup_after_the_download_removes_the_chain(self):
+        """Found by the fault sweep: the chain was in the SR and scanned, ``VDI.get_by_uuid``
+        of its leaf failed, and the leaf VDI stayed in the SR for good."""
+        self.driver.host.cache_images = "none"  # every boot downloads
+        self.flags(max_attempts=1, group="scheduler")  # the driver's error is the fault
+        image = self.make_vhd_image(LAYERS, SIZE)
+        for wire, action in (("VDI.get_by_uuid", "error"), ("SR.scan", "error")):
+            with self.subTest(wire=wire):
+                self.sim.faults.add(wire, action)
+                try:
+                    server = self._create_server(image_uuid=image, networks="none",
+                                                 expected_state="ERROR")
+                finally:
+                    self.sim.faults.clear()
+                self.assertIn(wire, server["fault"]["message"] + server["fault"].get("details", ""))
+                self._delete_server(server)
+                self.assertHostClean()
+
 
 class DirectVhdOnLvmTest(base.XenAPIFunctionalBase):
     IMAGE_HANDLER = "direct_vhd"
