@@ -69,6 +69,35 @@ class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
             check=self.boot_outcome, finish=lambda ctx: self.delete(ctx["server"]))
 
 
+    def uncached_spawn(self, body: Callable[[], dict]) -> Operation:
+        """A boot through this stack's image handler with the image cache off, so that every
+        run fetches the image through the handler: a boot from the warm cache clones the
+        cached disk instead, and never reaches the handler. The calls it makes as a boot from
+        the warm cache makes them, in order, are left to the sweep of that boot (the plain
+        spawn's, through vdi_remote_stream)."""
+        op = self.caching(self.boot_operation(f"spawn ({self.IMAGE_HANDLER}, fetched)", body),
+                          "none")
+        cached = self.boot_operation(f"spawn ({self.IMAGE_HANDLER}, cached)", body)
+        ctx = cached.prepare()  # the cached boot is recorded from a warm cache
+        cached.run(ctx)
+        cached.finish(ctx)
+        op.shares_with = cached
+        return op
+
+    def caching(self, op: Operation, setting: str) -> Operation:
+        """``op`` with this compute's ``[xenserver] cache_images`` at ``setting`` as it runs."""
+        host = self.computes["compute"].manager.driver.host
+        run = op.run
+
+        def with_setting(ctx: dict) -> None:
+            saved, host.cache_images = host.cache_images, setting
+            try:
+                run(ctx)
+            finally:
+                host.cache_images = saved
+        op.run = with_setting
+        return op
+
     # ------------------------------------------- actions on a running server
     def running_server(self, image: str, **body) -> dict:
         server = self.boot(self._build_server(image_uuid=image, networks="none", **body))
@@ -182,6 +211,10 @@ class ServerSweepTest(_SweepBase):
 
     def test_spawn(self):
         self.report(self.plain_spawn())
+
+    def test_spawn_fetching_the_image(self):
+        self.report(self.uncached_spawn(lambda: self._build_server(image_uuid=self.image,
+                                                                   networks="none")))
 
     def test_spawn_with_swap_ephemeral_config_drive_and_a_port(self):
         flavor = self._create_flavor(memory_mb=512, vcpu=1, disk=1, ephemeral=1, swap=64)
@@ -376,8 +409,8 @@ class _DirectVhd(_SweepBase):
 class DirectVhdSweepTest(_DirectVhd):
     def test_spawn(self):
         image = self.vhd_image()
-        self.report(self.boot_operation("spawn (direct_vhd)", lambda: self._build_server(
-            image_uuid=image, networks="none")))
+        self.report(self.uncached_spawn(lambda: self._build_server(image_uuid=image,
+                                                                   networks="none")))
 
 
 class DirectVhdSnapshotSweepTest(_DirectVhd):
@@ -400,8 +433,8 @@ class _LocalDev(_SweepBase):
 class LocalDevSweepTest(_LocalDev):
     def test_spawn(self):
         image = self.make_image(base.image_data())
-        self.report(self.boot_operation("spawn (vdi_local_dev)", lambda: self._build_server(
-            image_uuid=image, networks="none")))
+        self.report(self.uncached_spawn(lambda: self._build_server(image_uuid=image,
+                                                                   networks="none")))
 
 
 class LocalDevSnapshotSweepTest(_LocalDev):
