@@ -383,10 +383,7 @@ class ServerSweepTest(_SweepBase):
 
 
 class PauseSuspendSweepTest(_SweepBase):
-    """Pause and suspend: the power-action path stop and start take (vm._power_action),
-    left to the full sweep to keep the test command under 15 minutes."""
-
-    FULL_ONLY = True
+    """Pause and suspend, each brought back by the opposite action between runs."""
 
     def test_pause_and_suspend(self):
         image = self.make_image(base.image_data())
@@ -414,11 +411,7 @@ class DirectVhdSweepTest(_DirectVhd):
 
 
 class DirectVhdSnapshotSweepTest(_DirectVhd):
-    """A snapshot uploaded by the glance_vhd plugin: the same steps as vdi_remote_stream's
-    snapshot (swept in the test command) but the upload, left to the full sweep to keep the
-    command under 15 minutes."""
-
-    FULL_ONLY = True
+    """A snapshot uploaded by the glance_vhd plugin."""
 
     def test_snapshot(self):
         self.report(self.snapshot_operation(self.vhd_image()))
@@ -438,10 +431,7 @@ class LocalDevSweepTest(_LocalDev):
 
 
 class LocalDevSnapshotSweepTest(_LocalDev):
-    """A snapshot read through this compute VM's block device: left to the full sweep, as
-    direct_vhd's is."""
-
-    FULL_ONLY = True
+    """A snapshot read through this compute VM's block device."""
 
     def test_snapshot(self):
         self.report(self.snapshot_operation(self.make_image(base.image_data())))

@@ -27,8 +27,7 @@ going round from one call to the next; an operation that makes the calls of
 another one too (a boot with more disks, a cold migration) is failed at its
 own calls only, those it shares, in order, with the other being failed in
 that one's sweep. Test classes marked ``FULL_ONLY`` are left to the full
-sweep: the resize operations, whose runs cost the most, and a few whose
-steps other sweeps fail (pause and suspend, two handlers' snapshots).
+sweep: the resize operations, whose runs cost the most.
 
 The event pump's ``event.from`` is left out of the sweep, since it is not a
 step of the operation; how the pump recovers is tested on its own.
