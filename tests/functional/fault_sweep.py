@@ -75,8 +75,8 @@ class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
         cached disk instead, and never reaches the handler. The calls it makes as a boot from
         the warm cache makes them, in order, are left to the sweep of that boot (the plain
         spawn's, through vdi_remote_stream)."""
-        op = self.caching(self.boot_operation(f"spawn ({self.IMAGE_HANDLER}, fetched)", body),
-                          "none")
+        op = self.swapped(self.boot_operation(f"spawn ({self.IMAGE_HANDLER}, fetched)", body),
+                          cache_images="none")
         cached = self.boot_operation(f"spawn ({self.IMAGE_HANDLER}, cached)", body)
         ctx = cached.prepare()  # the cached boot is recorded from a warm cache
         cached.run(ctx)
@@ -84,18 +84,22 @@ class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
         op.shares_with = cached
         return op
 
-    def caching(self, op: Operation, setting: str) -> Operation:
-        """``op`` with this compute's ``[xenserver] cache_images`` at ``setting`` as it runs."""
+    def swapped(self, op: Operation, **settings: object) -> Operation:
+        """``op`` with this compute's spawn settings (``cache_images``, ``handler``) changed
+        while it runs."""
         host = self.computes["compute"].manager.driver.host
         run = op.run
 
-        def with_setting(ctx: dict) -> None:
-            saved, host.cache_images = host.cache_images, setting
+        def with_settings(ctx: dict) -> None:
+            saved = {k: getattr(host, k) for k in settings}
+            for k, v in settings.items():
+                setattr(host, k, v)
             try:
                 run(ctx)
             finally:
-                host.cache_images = saved
-        op.run = with_setting
+                for k, v in saved.items():
+                    setattr(host, k, v)
+        op.run = with_settings
         return op
 
     # ------------------------------------------- actions on a running server
@@ -194,8 +198,16 @@ class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
                 if status not in ("active", "deleted"):
                     out.append(f"image left {status}")
             return out
-        return self.action(f"snapshot ({self.IMAGE_HANDLER})", image,
-                           {"createImage": {"name": "sweep"}}, check)
+        op = self.action(f"snapshot ({self.IMAGE_HANDLER})", image,
+                         {"createImage": {"name": "sweep"}}, check)
+        if self.IMAGE_HANDLER != "vdi_remote_stream":
+            # the same steps but the upload (snapshot.py); vdi_remote_stream's sweep fails those
+            from nova_xenapi.storage.images import RemoteStreamHandler
+            op.shares_with = self.swapped(
+                self.action("snapshot (vdi_remote_stream)", image,
+                            {"createImage": {"name": "sweep"}}, check),
+                handler=RemoteStreamHandler())
+        return op
 
 
 class ServerSweepTest(_SweepBase):
