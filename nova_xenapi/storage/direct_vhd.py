@@ -101,16 +101,13 @@ class DirectVhdHandler:
         try:
             session.call_xenapi("SR.scan", sr)
             vdi = session.call_xenapi("VDI.get_by_uuid", leaf_uuid)
-        except XenAPIError as exc:
+        except BaseException as exc:
             # the chain is in the SR: its files, and VDIs if the scan went through
             self._remove_chain(session, sr, leaf_uuid)
-            if exc.code == "UUID_INVALID":
+            if isinstance(exc, XenAPIError) and exc.code == "UUID_INVALID":
                 raise exception.ImageUnacceptable(
                     image_id=image_id, reason="the SR scan did not find the downloaded VHD") \
                     from None
-            raise
-        except BaseException:
-            self._remove_chain(session, sr, leaf_uuid)
             raise
         try:
             virtual = disks.virtual_size(session, vdi)
