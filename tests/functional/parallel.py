@@ -36,13 +36,10 @@ def _flatten(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
 
 
 def work() -> list[unittest.TestSuite]:
-    """The items, in the order workers take them: sweep methods, then functional classes.
-    Sweeps of a class marked ``FULL_ONLY`` are left to the full sweep (``XENAPI_SWEEP=full``)."""
+    """The items, in the order workers take them: sweep methods, then functional classes."""
     loader = unittest.TestLoader()
     sweep = loader.loadTestsFromName("tests.functional.fault_sweep")
-    full = os.environ.get("XENAPI_SWEEP") == "full"
-    items = [unittest.TestSuite([t]) for t in _flatten(sweep)
-             if full or not getattr(t, "FULL_ONLY", False)]
+    items = [unittest.TestSuite([t]) for t in _flatten(sweep)]
     by_class: dict[str, unittest.TestSuite] = {}
     for test in _flatten(loader.discover(str(FUNCTIONAL), top_level_dir=str(TOP))):
         if isinstance(test, unittest.loader._FailedTest):  # an import error is a failure too

@@ -26,8 +26,10 @@ README's test command, fails every call of every operation once, the kind
 going round from one call to the next; an operation that makes the calls of
 another one too (a boot with more disks, a cold migration) is failed at its
 own calls only, those it shares, in order, with the other being failed in
-that one's sweep. Test classes marked ``FULL_ONLY`` are left to the full
-sweep: the resize operations, whose runs cost the most.
+that one's sweep. Operations that lead into one another (a resize, and the
+revert or confirm that answers it) are swept together: a run that goes
+through hands its server to the other operation's next run
+(``sweep_together``).
 
 The event pump's ``event.from`` is left out of the sweep, since it is not a
 step of the operation; how the pump recovers is tested on its own.
@@ -38,7 +40,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -254,52 +256,123 @@ class SweepMixin:
 
     # --------------------------------------------------------- the sweep
     def sweep(self, op: Operation) -> Result:
-        result = Result(op.name)
+        return self.sweep_together([op])[0]
+
+    def sweep_together(self, ops: list[Operation]) -> list[Result]:
+        """Sweep operations that lead into one another, as one run of faults.
+
+        A run that leaves its context where another operation starts (a resize that went
+        through leaves the server awaiting the answer a revert or a confirm sweeps; a revert
+        that went through leaves it where a resize starts) hands it to that operation's next
+        faulted run, so that a run's outcome is the next run's start rather than undone by a
+        plain action. Each operation is still failed at each of its calls once (every kind of
+        fault in the full sweep), and reported on its own line."""
+        results = {op.name: Result(op.name) for op in ops}
+        clock = {op.name: 0.0 for op in ops}
         started = time.monotonic()
         # a first run makes what the driver keeps between operations (its cached image)
-        ctx = op.prepare()
-        op.run(ctx)
-        op.finish(ctx)
+        ctx = ops[0].prepare()
+        ops[0].run(ctx)
+        ops[0].finish(ctx)
         base_inventory = self.inventory()
-        calls, ctx = self._record(op)
-        problems = op.check(ctx)
-        if problems:
-            self.fail(f"{op.name} fails without a fault: {problems}")
-        op.finish(ctx)
-        left = _diff(self.inventory(), base_inventory)
-        if left:
-            self.fail(f"{op.name} leaves {left} without a fault")
-        shared = set()
-        if op.shares_with is not None and not FULL:
-            base_calls, base_ctx = self._record(op.shares_with)
-            op.shares_with.finish(base_ctx)
-            shared = _matching(base_calls, calls)
-            result.shared_with = op.shares_with.name
+        clock[ops[0].name] = time.monotonic() - started
+        recorded: dict[str, list[str]] = {}
+        ctx = owner = None
+        for op in ops:  # each recorded in a clean run, from the last one's outcome if it can
+            mark = time.monotonic()
+            if ctx is not None and not (op.reusable and op.reusable(ctx)):
+                self._finish_clean(owner, ctx, base_inventory)
+                ctx = None
+            recorded[op.name], ctx = self._record(op, ctx)
+            owner = op
+            problems = op.check(ctx)
+            if problems:
+                self.fail(f"{op.name} fails without a fault: {problems}")
+            clock[op.name] += time.monotonic() - mark
+        self._finish_clean(owner, ctx, base_inventory)
+        ctx = None
+        pending: dict[str, deque] = {}
+        for op in ops:
+            mark = time.monotonic()
+            result, calls = results[op.name], recorded[op.name]
+            shared = set()
+            if op.shares_with is not None and not FULL:
+                base_calls, base_ctx = self._record(op.shares_with)
+                op.shares_with.finish(base_ctx)
+                shared = _matching(base_calls, calls)
+                result.shared_with = op.shares_with.name
+            steps = [(k, wire) for k, wire in enumerate(calls) if wire not in NOT_SWEPT]
+            result.calls = len(steps)
+            result.shared = sum(k in shared for k, _ in steps)
+            kinds = op.kinds or self.KINDS
+            pending[op.name] = deque(
+                (k, wire, calls[:k].count(wire), kind)
+                for i, (k, wire) in enumerate((k, w) for k, w in steps if k not in shared)
+                for kind in (kinds if FULL else (kinds[i % len(kinds)],)))
+            clock[op.name] += time.monotonic() - mark
         baseline = self.inventory()
         sessions = self.sessions()
-        steps = [(k, wire) for k, wire in enumerate(calls) if wire not in NOT_SWEPT]
-        result.calls = len(steps)
-        result.shared = sum(k in shared for k, _ in steps)
-        steps = [(k, wire) for k, wire in steps if k not in shared]
-        ctx = None
-        for i, (k, wire) in enumerate(steps):
-            if result.broken:
+        history: list[str] = []  # the runs the current context went through
+        while True:
+            todo = [op for op in ops if pending[op.name]]
+            if not todo:
                 break
-            nth = calls[:k].count(wire)
-            kinds = op.kinds or self.KINDS
-            for kind in kinds if FULL else (kinds[i % len(kinds)],):
-                result.runs += 1
-                label = f"{op.name}: {kind} at call {k} ({wire} #{nth + 1})"
-                ctx = self._faulted_run(op, ctx, wire, nth, kind, label, result, baseline,
-                                        sessions)
+            mark = time.monotonic()
+            op = self._next(todo, ctx)
+            if op is None:  # no operation starts where the context is: a new one
+                if ctx is not None:
+                    self._finish(owner, ctx, history, results[owner.name], baseline)
+                op = todo[0]
+                history = []
+                results[op.name].prepared += 1
+                try:
+                    ctx = op.prepare()
+                except Exception as e:  # noqa: BLE001 - an earlier run damaged the host
+                    results[op.name].problems.append(
+                        f"{op.name}: could not prepare a run: {e}"[:600])
+                    results[op.name].broken = True
+                    pending[op.name].clear()
+                    ctx = None
+                    continue
+            k, wire, nth, kind = pending[op.name].popleft()
+            result = results[op.name]
+            result.runs += 1
+            label = f"{op.name}: {kind} at call {k} ({wire} #{nth + 1})"
+            history.append(label)
+            owner = op
+            if not self._faulted_run(op, ctx, wire, nth, kind, label, result, sessions):
+                self._finish(op, ctx, history, result, baseline)
+                ctx = None
+            clock[op.name] += time.monotonic() - mark
         if ctx is not None:
-            self._finish(op, ctx, f"{op.name}: the last run", result, baseline)
-        result.seconds = time.monotonic() - started
-        return result
+            self._finish(owner, ctx, history + ["the last run"], results[owner.name], baseline)
+        for op in ops:
+            results[op.name].seconds = clock[op.name]
+        return [results[op.name] for op in ops]
 
-    def _record(self, op: Operation) -> tuple[list[str], dict]:
-        """The calls one clean run of ``op`` makes, and the run's context (not finished)."""
-        ctx = op.prepare()
+    def _next(self, todo: list[Operation], ctx: dict | None) -> Operation | None:
+        """The first operation with runs to do that starts where ``ctx`` is; else the first
+        one, if its ``renew`` takes the context there; else None."""
+        if ctx is None:
+            return None
+        for op in todo:
+            if op.reusable is not None and op.reusable(ctx):
+                return op
+        first = todo[0]
+        if first.renew is not None and first.reusable is not None:
+            try:
+                first.renew(ctx)
+                if first.reusable(ctx):
+                    return first
+            except Exception:  # noqa: BLE001 - then the context is finished as usual
+                pass
+        return None
+
+    def _record(self, op: Operation, ctx: dict | None = None) -> tuple[list[str], dict]:
+        """The calls one clean run of ``op`` makes (from ``ctx``, or a context it prepares),
+        and the run's context (not finished)."""
+        if ctx is None:
+            ctx = op.prepare()
         self.sim.faults.start_recording()
         try:
             op.run(ctx)
@@ -307,19 +380,20 @@ class SweepMixin:
             calls = self.sim.faults.stop_recording()
         return calls, ctx
 
-    def _faulted_run(self, op: Operation, ctx: dict | None, wire: str, nth: int, kind: str,
-                     label: str, result: Result, baseline: dict[str, set[str]],
-                     sessions: Counter) -> dict | None:
-        """One run with one fault; the context, if the next run may start from it."""
-        problems_before = len(result.problems)
+    def _finish_clean(self, op: Operation, ctx: dict | None,
+                      base_inventory: dict[str, set[str]]) -> None:
+        """Finish the context of ``op``'s clean run, which must leave nothing."""
         if ctx is None:
-            result.prepared += 1
-            try:
-                ctx = op.prepare()
-            except Exception as e:  # noqa: BLE001 - an earlier run damaged the host
-                result.problems.append(f"{label}: could not prepare the run: {e}"[:600])
-                result.broken = True
-                return None
+            return
+        op.finish(ctx)
+        left = _diff(self.inventory(), base_inventory)
+        if left:
+            self.fail(f"{op.name} leaves {left} without a fault")
+
+    def _faulted_run(self, op: Operation, ctx: dict, wire: str, nth: int, kind: str,
+                     label: str, result: Result, sessions: Counter) -> bool:
+        """One run with one fault; whether it found nothing wrong (its context may go on)."""
+        problems_before = len(result.problems)
         self.sim.faults.fired.clear()
         rule = FAULTS[kind]
         self.sim.faults.add(wire, rule["action"], after=nth, count=rule.get("count", 1))
@@ -340,22 +414,13 @@ class SweepMixin:
         grown = self.sessions() - sessions
         if grown:
             result.problems.append(f"{label}: sessions leaked: {dict(grown)}")
-        if op.reusable is not None and len(result.problems) == problems_before:
-            if op.reusable(ctx):
-                return ctx
-            if op.renew is not None:
-                try:
-                    op.renew(ctx)
-                    if op.reusable(ctx):
-                        return ctx
-                except Exception:  # noqa: BLE001 - then the context is finished as usual
-                    pass
-        self._finish(op, ctx, label, result, baseline)
-        return None
+        return len(result.problems) == problems_before
 
-    def _finish(self, op: Operation, ctx: dict, label: str, result: Result,
+    def _finish(self, op: Operation, ctx: dict, history: list[str], result: Result,
                 baseline: dict[str, set[str]]) -> None:
-        """Delete what the context holds; count and remove what is left beyond the baseline."""
+        """Delete what the context holds; count and remove what is left beyond the baseline
+        (named after the runs the context went through, the last one first)."""
+        label = " after ".join(reversed(history[-3:]))
         try:
             op.finish(ctx)
         except Exception as e:  # noqa: BLE001
