@@ -258,7 +258,8 @@ class SweepMixin:
     def sweep(self, op: Operation) -> Result:
         return self.sweep_together([op])[0]
 
-    def sweep_together(self, ops: list[Operation]) -> list[Result]:
+    def sweep_together(self, ops: list[Operation], part: tuple[int, int] = (0, 1)
+                       ) -> list[Result]:
         """Sweep operations that lead into one another, as one run of faults.
 
         A run that leaves its context where another operation starts (a resize that went
@@ -266,8 +267,14 @@ class SweepMixin:
         that went through leaves it where a resize starts) hands it to that operation's next
         faulted run, so that a run's outcome is the next run's start rather than undone by a
         plain action. Each operation is still failed at each of its calls once (every kind of
-        fault in the full sweep), and reported on its own line."""
-        results = {op.name: Result(op.name) for op in ops}
+        fault in the full sweep), and reported on its own line.
+
+        ``part`` (*i*, *n*) sweeps the *i*-th of *n* parts of each operation's runs (every
+        *n*-th, from the *i*-th; the kinds go round as in the whole sweep), so that separate
+        processes can share a costly sweep; the *n* parts together are the whole sweep."""
+        index, parts = part
+        suffix = f" (part {index + 1} of {parts})" if parts > 1 else ""
+        results = {op.name: Result(op.name + suffix) for op in ops}
         clock = {op.name: 0.0 for op in ops}
         started = time.monotonic()
         # a first run makes what the driver keeps between operations (its cached image)
@@ -308,6 +315,7 @@ class SweepMixin:
             pending[op.name] = deque(
                 (k, wire, calls[:k].count(wire), kind)
                 for i, (k, wire) in enumerate((k, w) for k, w in steps if k not in shared)
+                if i % parts == index
                 for kind in (kinds if FULL else (kinds[i % len(kinds)],)))
             clock[op.name] += time.monotonic() - mark
         baseline = self.inventory()
@@ -356,16 +364,16 @@ class SweepMixin:
         if ctx is None:
             return None
         for op in todo:
-            if op.reusable is not None and op.reusable(ctx):
+            if _starts_from(op, ctx):
                 return op
         first = todo[0]
         if first.renew is not None and first.reusable is not None:
             try:
                 first.renew(ctx)
-                if first.reusable(ctx):
-                    return first
             except Exception:  # noqa: BLE001 - then the context is finished as usual
-                pass
+                return None
+            if _starts_from(first, ctx):
+                return first
         return None
 
     def _record(self, op: Operation, ctx: dict | None = None) -> tuple[list[str], dict]:
@@ -430,6 +438,15 @@ class SweepMixin:
             result.leftovers += sum(len(v) for v in left.values())
             result.problems.append(f"{label}: left {_names(left)}")
             self.scrub(left)
+
+
+def _starts_from(op: Operation, ctx: dict) -> bool:
+    """Whether ``op``'s next run may start from ``ctx`` (not if asking raises: the server
+    may be gone)."""
+    try:
+        return op.reusable is not None and bool(op.reusable(ctx))
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _matching(base: list[str], calls: list[str]) -> set[int]:
