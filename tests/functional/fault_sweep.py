@@ -21,15 +21,17 @@ from nova_xenapi.testing import vhd_images
 from tests.functional.sweep import Operation, SweepMixin
 
 REPORT = os.environ.get("XENAPI_SWEEP_REPORT")
+#: the costliest sweeps, which the test command's workers take first (parallel.py)
+COSTLIEST = ("ResizeSweepTest", "PoolMasterSweepTest")
 
 
 class _SweepBase(SweepMixin, base.XenAPIFunctionalBase):
     secrets = (base.PASSWORD,)
 
-    def report(self, *ops: Operation) -> None:
-        """Sweep ``ops`` (together, if more than one: see ``sweep_together``) and print a line
-        of totals for each."""
-        results = self.sweep_together(list(ops))
+    def report(self, *ops: Operation, part: tuple[int, int] = (0, 1)) -> None:
+        """Sweep ``ops`` (together, if more than one, and ``part`` of them: see
+        ``sweep_together``) and print a line of totals for each."""
+        results = self.sweep_together(list(ops), part)
         for result in results:
             print("\n" + result.line())
             if REPORT:  # the README's test command prints the totals at the end
@@ -225,9 +227,6 @@ class ServerSweepTest(_SweepBase):
         return self.boot_operation("spawn (vdi_remote_stream)", lambda: self._build_server(
             image_uuid=self.image, networks="none"))
 
-    def test_spawn(self):
-        self.report(self.plain_spawn())
-
     def test_spawn_fetching_the_image(self):
         self.report(self.uncached_spawn(lambda: self._build_server(image_uuid=self.image,
                                                                    networks="none")))
@@ -253,7 +252,9 @@ class ServerSweepTest(_SweepBase):
         op.shares_with = self.plain_spawn()
         self.report(op)
 
-    def test_destroy(self):
+    def test_spawn_and_destroy(self):
+        """Swept together: a boot that goes through leaves the running server that the next
+        destroy run deletes."""
         def run(ctx: dict) -> None:
             # a failed delete answers 500 here: Nova's test base makes RPC casts calls
             self.call_api(lambda: self.api.delete_server(ctx["server"]["id"]))
@@ -271,8 +272,9 @@ class ServerSweepTest(_SweepBase):
         def finish(ctx: dict) -> None:
             if not ctx.get("gone"):
                 self.delete(ctx["server"])  # deleting again finishes the job
-        self.report(Operation("destroy", lambda: self.running_server(self.image), run, check,
-                              finish))
+        self.report(self.plain_spawn(),
+                    Operation("destroy", lambda: self.running_server(self.image), run, check,
+                              finish, reusable=self.in_state("ACTIVE", "Running")))
 
     def test_reboot(self):
         self.report(self.action("reboot (soft)", self.image, {"reboot": {"type": "SOFT"}},
@@ -281,8 +283,10 @@ class ServerSweepTest(_SweepBase):
                                 self.power_outcome("ACTIVE", "Running")))
 
     def test_stop_and_start(self):
-        self.report(self.action("stop", self.image, {"os-stop": None},
-                                self.power_outcome("SHUTOFF", "Halted"), undo={"os-start": None}))
+        """Swept together: a stop that goes through leaves the server where a start begins,
+        and the other way round."""
+        stop = self.action("stop", self.image, {"os-stop": None},
+                           self.power_outcome("SHUTOFF", "Halted"), undo={"os-start": None})
 
         def stopped() -> dict:
             ctx = self.running_server(self.image)
@@ -298,14 +302,17 @@ class ServerSweepTest(_SweepBase):
                                                  ("ERROR", power)):
                 out.append(f"{server['status']} with its VM {power}")
             return out
-        self.report(self.action("start", self.image, {"os-start": None}, start_check,
-                                prepare=stopped, reusable=self.in_state("SHUTOFF", "Halted"),
-                                undo={"os-stop": None}))
+        self.report(stop, self.action("start", self.image, {"os-start": None}, start_check,
+                                      prepare=stopped,
+                                      reusable=self.in_state("SHUTOFF", "Halted"),
+                                      undo={"os-stop": None}))
 
     def test_snapshot(self):
         self.report(self.snapshot_operation(self.image))
 
     def test_rescue_and_unrescue(self):
+        """Swept together: a rescue that goes through leaves the server where an unrescue
+        begins, and the other way round."""
         def rescued(ctx: dict) -> list[str]:
             server = self.api.get_server(ctx["server"]["id"])
             name = server["OS-EXT-SRV-ATTR:instance_name"]
@@ -316,13 +323,18 @@ class ServerSweepTest(_SweepBase):
             if server["status"] not in ("ACTIVE", "ERROR"):
                 out.append(f"ended {server['status']}")
             return out
-        self.report(self.action("rescue", self.image, {"rescue": {}}, rescued,
-                                undo={"unrescue": None}))
+        def ask_rescue(ctx: dict) -> None:
+            """Rescue, and note the rescue VM it made, which unrescue must remove."""
+            ctx["answer"] = self.call_api(lambda: self.api.post_server_action(
+                ctx["server"]["id"], {"rescue": {}}))
+            ctx["server"] = self.settled(ctx["server"])
+            ctx["rescue_vm"] = self.inventory()["VM"] - ctx["before"]["VM"]
+        rescue_op = self.action("rescue", self.image, ask_rescue, rescued,
+                                undo={"unrescue": None})
 
         def rescue(ctx: dict) -> None:
-            self.asking({"rescue": {}})(ctx)
+            ask_rescue(ctx)
             self.assertEqual("RESCUE", ctx["server"]["status"])
-            ctx["rescue_vm"] = self.inventory()["VM"] - ctx["before"]["VM"]
 
         def in_rescue() -> dict:
             ctx = self.running_server(self.image)
@@ -345,8 +357,9 @@ class ServerSweepTest(_SweepBase):
             return self.in_state("RESCUE", "Halted")(ctx) and all(
                 x.VM.get_power_state(vm) == "Running" for vm in ctx["rescue_vm"]
                 if vm in set(x.VM.get_all())) and ctx["rescue_vm"] <= set(x.VM.get_all())
-        self.report(self.action("unrescue", self.image, {"unrescue": None}, unrescued,
-                                prepare=in_rescue, reusable=still_rescued, undo=rescue))
+        self.report(rescue_op, self.action("unrescue", self.image, {"unrescue": None},
+                                           unrescued, prepare=in_rescue,
+                                           reusable=still_rescued, undo=rescue))
 
     def test_attach_and_detach_an_interface(self):
         port = self.neutron.port_1["id"]
@@ -591,15 +604,25 @@ class ResizeSweepTest(_Moves):
 
     The three are swept together: a resize run that goes through leaves the server awaiting
     the answer that the next revert or confirm run gives, and a revert that goes through
-    brings it back to where the next resize run starts."""
+    brings it back to where the next resize run starts.
 
-    def test_resize_confirm_and_revert(self):
+    The costliest sweep (about 280 CPU seconds): two halves, which two processes of the
+    test command take first."""
+
+    def sweep_half(self, half: int) -> None:
         self.sweep_files = self.inventory()["file"]
         answer = dict(prepare=self.resized, reusable=self.awaiting_answer,
                       renew=self.resize_again)
         self.report(self.resize_operation(),
                     self.moving("revert resize", {"revertResize": None}, **answer),
-                    self.moving("confirm resize", {"confirmResize": None}, **answer))
+                    self.moving("confirm resize", {"confirmResize": None}, **answer),
+                    part=(half, 2))
+
+    def test_resize_confirm_and_revert_first_half(self):
+        self.sweep_half(0)
+
+    def test_resize_confirm_and_revert_second_half(self):
+        self.sweep_half(1)
 
 
 class ColdMigrationSweepTest(_Moves):

@@ -36,10 +36,13 @@ def _flatten(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
 
 
 def work() -> list[unittest.TestSuite]:
-    """The items, in the order workers take them: sweep methods, then functional classes."""
+    """The items, in the order workers take them: sweep methods (the costliest first, so that
+    none of them is left running alone at the end), then functional classes."""
+    from tests.functional import fault_sweep
     loader = unittest.TestLoader()
-    sweep = loader.loadTestsFromName("tests.functional.fault_sweep")
-    items = [unittest.TestSuite([t]) for t in _flatten(sweep)]
+    sweep = loader.loadTestsFromModule(fault_sweep)
+    items = [unittest.TestSuite([t]) for t in sorted(
+        _flatten(sweep), key=lambda t: type(t).__name__ not in fault_sweep.COSTLIEST)]
     by_class: dict[str, unittest.TestSuite] = {}
     for test in _flatten(loader.discover(str(FUNCTIONAL), top_level_dir=str(TOP))):
         if isinstance(test, unittest.loader._FailedTest):  # an import error is a failure too
