@@ -95,6 +95,10 @@ def keystone(state: State) -> Path:
         # here; the cost guards hashes stolen from a database, and this one holds random
         # passwords of a cloud on loopback that lives for one run
         "identity": {"password_hash_rounds": 4},
+        # what tokens, roles and the catalog resolve to, kept between requests (as devstack
+        # does with memcached): every service validates each request's token here. In
+        # process memory, which is exact for keystone's one uwsgi process
+        "cache": {"enabled": True, "backend": "dogpile.cache.memory"},
     })
 
 
