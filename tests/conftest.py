@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
 
 import pytest
@@ -11,6 +12,29 @@ from nova_xenapi.testing.xapi_objects import diskless_vm  # noqa: F401 - shared 
 from xapisim import SimConfig, Simulator, host_configs
 
 PASSWORD = "secret-pw"
+
+
+class _NoNovaPatchingHere:
+    """Refuse, in pytest's processes, the modules that apply Nova's eventlet patching.
+
+    ``tests.functional`` and ``nova.tests.functional`` patch eventlet when they
+    are imported; inside pytest's xdist workers, with xapisim's threads and
+    sockets about, that hangs the whole run with no output. A test that needs
+    them belongs in tests/functional, which unittest runs.
+    """
+
+    REFUSED = ("tests.functional", "nova.tests.functional")
+
+    def find_spec(self, fullname: str, path, target=None):
+        if fullname in self.REFUSED:
+            raise ImportError(
+                f"{fullname} applies Nova's eventlet patching, which hangs pytest's "
+                "processes: a test that imports it belongs in tests/functional "
+                "(run by unittest, see scripts/test)")
+        return None
+
+
+sys.meta_path.insert(0, _NoNovaPatchingHere())
 
 
 @pytest.fixture

@@ -5,12 +5,16 @@ show that the engine itself fails each call of each operation once, splits a
 sweep into parts that add up to the whole, hands a run's outcome to the
 operation that starts there, counts leftovers, and tries a fault that a run
 did not reach once more before reporting it unreached.
+
+They need no Nova, but ``sweep.py`` imports Nova's test API, and importing
+``tests.functional`` applies Nova's eventlet patching: so they run here, with
+the functional tests (unittest), not in pytest's processes.
 """
 from __future__ import annotations
 
+import unittest
 from collections import Counter
-
-import pytest
+from unittest import mock
 
 from tests.functional import sweep as sweep_mod
 from tests.functional.sweep import Operation, SweepMixin
@@ -116,74 +120,77 @@ def _state_machine(sweeper: _Sweeper, log: list[tuple[str, str]], leak_at: str |
     return stop, start
 
 
-def test_each_call_of_each_operation_fails_once_and_outcomes_are_handed_on():
-    s, log = _Sweeper(), []
-    stop, start = _state_machine(s, log)
-    results = s.sweep_together([stop, start])
-    assert [(r.calls, r.runs, r.fired, r.leftovers, r.problems) for r in results] == \
-        [(3, 3, 3, 0, []), (3, 3, 3, 0, [])]
-    # stop's last run ends stopped, where start's runs begin: one server for the whole sweep
-    assert [r.prepared for r in results] == [1, 0]
-    assert len({vm for _, vm in log[-6:]}) == 1
-    assert s.objects == set()
+class SweepEngineTest(unittest.TestCase):
+    """The engine's counting, with the default (trimmed) sweep."""
 
+    def setUp(self) -> None:
+        patcher = mock.patch.object(sweep_mod, "FULL", False)
+        patcher.start()
+        self.addCleanup(patcher.stop)
 
-def test_parts_add_up_to_the_whole_sweep():
-    runs = []
-    for i in range(2):
+    def test_each_call_of_each_operation_fails_once_and_outcomes_are_handed_on(self):
         s, log = _Sweeper(), []
         stop, start = _state_machine(s, log)
-        runs.append([(r.runs, r.fired) for r in s.sweep_together([stop, start], part=(i, 2))])
-    assert runs == [[(2, 2), (2, 2)], [(1, 1), (1, 1)]]
+        results = s.sweep_together([stop, start])
+        assert [(r.calls, r.runs, r.fired, r.leftovers, r.problems) for r in results] == \
+            [(3, 3, 3, 0, []), (3, 3, 3, 0, [])]
+        # stop's last run ends stopped, where start's runs begin: one server for the whole sweep
+        assert [r.prepared for r in results] == [1, 0]
+        assert len({vm for _, vm in log[-6:]}) == 1
+        assert s.objects == set()
 
 
-def test_leftovers_are_counted_named_and_removed():
-    s, log = _Sweeper(), []
-    stop, start = _state_machine(s, log, leak_at="e")
-    stop_r, start_r = s.sweep_together([stop, start])
-    assert start_r.leftovers == 1 and len(start_r.problems) == 1
-    assert "expire at call 2 (e #1)" in start_r.problems[0]
-    assert stop_r.leftovers == 0
-    assert s.objects == set()
+    def test_parts_add_up_to_the_whole_sweep(self):
+        runs = []
+        for i in range(2):
+            s, log = _Sweeper(), []
+            stop, start = _state_machine(s, log)
+            runs.append([(r.runs, r.fired) for r in s.sweep_together([stop, start], part=(i, 2))])
+        assert runs == [[(2, 2), (2, 2)], [(1, 1), (1, 1)]]
 
 
-def test_a_fault_not_reached_is_tried_again_then_reported(monkeypatch):
-    s, log = _Sweeper(), []
-    stop, start = _state_machine(s, log)
-    real_run = stop.run
-    skipped = [0]
-
-    def first_time_short(ctx: dict) -> None:
-        # the first faulted run at "c" takes a path without it, as a run from another
-        # server state may; the retry makes the call
-        rules = s.sim.faults.rules
-        if rules and rules[0]["call"] == "c" and not skipped[0]:
-            skipped[0] += 1
-            for c in ("a", "b"):
-                s.sim.faults.call(c)
-            return
-        real_run(ctx)
-
-    stop.run = first_time_short
-    stop_r, _ = s.sweep_together([stop, start])
-    assert (stop_r.runs, stop_r.fired, stop_r.unreached) == (4, 3, [])
-
-    s, log = _Sweeper(), []
-    stop, start = _state_machine(s, log)
-    real = stop.run
-
-    def never_c(ctx: dict) -> None:
-        if s.sim.faults.rules and s.sim.faults.rules[0]["call"] == "c":
-            return
-        real(ctx)
-
-    stop.run = never_c
-    stop_r, _ = s.sweep_together([stop, start])
-    assert (stop_r.runs, stop_r.fired) == (4, 2)
-    assert stop_r.unreached == ["stop: expire at call 2 (c #1)"]
-    assert "not reached: stop: expire at call 2 (c #1)" in stop_r.line()
+    def test_leftovers_are_counted_named_and_removed(self):
+        s, log = _Sweeper(), []
+        stop, start = _state_machine(s, log, leak_at="e")
+        stop_r, start_r = s.sweep_together([stop, start])
+        assert start_r.leftovers == 1 and len(start_r.problems) == 1
+        assert "expire at call 2 (e #1)" in start_r.problems[0]
+        assert stop_r.leftovers == 0
+        assert s.objects == set()
 
 
-@pytest.fixture(autouse=True)
-def _default_sweep(monkeypatch):
-    monkeypatch.setattr(sweep_mod, "FULL", False)
+    def test_a_fault_not_reached_is_tried_again_then_reported(self):
+        s, log = _Sweeper(), []
+        stop, start = _state_machine(s, log)
+        real_run = stop.run
+        skipped = [0]
+
+        def first_time_short(ctx: dict) -> None:
+            # the first faulted run at "c" takes a path without it, as a run from another
+            # server state may; the retry makes the call
+            rules = s.sim.faults.rules
+            if rules and rules[0]["call"] == "c" and not skipped[0]:
+                skipped[0] += 1
+                for c in ("a", "b"):
+                    s.sim.faults.call(c)
+                return
+            real_run(ctx)
+
+        stop.run = first_time_short
+        stop_r, _ = s.sweep_together([stop, start])
+        assert (stop_r.runs, stop_r.fired, stop_r.unreached) == (4, 3, [])
+
+        s, log = _Sweeper(), []
+        stop, start = _state_machine(s, log)
+        real = stop.run
+
+        def never_c(ctx: dict) -> None:
+            if s.sim.faults.rules and s.sim.faults.rules[0]["call"] == "c":
+                return
+            real(ctx)
+
+        stop.run = never_c
+        stop_r, _ = s.sweep_together([stop, start])
+        assert (stop_r.runs, stop_r.fired) == (4, 2)
+        assert stop_r.unreached == ["stop: expire at call 2 (c #1)"]
+        assert "not reached: stop: expire at call 2 (c #1)" in stop_r.line()
