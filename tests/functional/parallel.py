@@ -15,6 +15,7 @@ its own xapisim), so tests of one module can run in different processes.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import resource
 import sys
@@ -25,6 +26,9 @@ from pathlib import Path
 
 FUNCTIONAL = Path(__file__).resolve().parent
 TOP = FUNCTIONAL.parent.parent
+#: an item still running after this long is taken to hang: every thread's stack is
+#: printed and the worker exits, so the run fails with the place it hung, not a CI timeout
+ITEM_LIMIT = float(os.environ.get("XENAPI_ITEM_LIMIT", 1800))
 
 
 def _flatten(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
@@ -88,7 +92,9 @@ class Claimed(unittest.TestSuite):
                 break
             if _claim(self._dir, index):
                 name, started, cpu = _name(suite), time.monotonic(), _cpu()  # a suite drops tests it ran
+                faulthandler.dump_traceback_later(ITEM_LIMIT, exit=True)
                 suite.run(result)  # each item is a top-level suite: its class fixtures end with it
+                faulthandler.cancel_dump_traceback_later()
                 print(f"\n[{time.monotonic() - started:6.1f} s] {name} ({_cpu() - cpu:.0f} CPU s)",
                       file=sys.stderr)
         return result
