@@ -1,4 +1,6 @@
-"""Fixtures: a running xapisim on loopback, and logged-in SDK / JSON-RPC clients."""
+"""Fixtures: a running xapisim on loopback, and logged-in SDK / JSON-RPC clients.
+
+Also keeps Nova's eventlet patching out of pytest's processes (below)."""
 from __future__ import annotations
 
 import json

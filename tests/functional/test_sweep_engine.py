@@ -124,9 +124,7 @@ class SweepEngineTest(unittest.TestCase):
     """The engine's counting, with the default (trimmed) sweep."""
 
     def setUp(self) -> None:
-        patcher = mock.patch.object(sweep_mod, "FULL", False)
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.enterContext(mock.patch.object(sweep_mod, "FULL", False))
 
     def test_each_call_of_each_operation_fails_once_and_outcomes_are_handed_on(self):
         s, log = _Sweeper(), []
@@ -139,7 +137,6 @@ class SweepEngineTest(unittest.TestCase):
         assert len({vm for _, vm in log[-6:]}) == 1
         assert s.objects == set()
 
-
     def test_parts_add_up_to_the_whole_sweep(self):
         runs = []
         for i in range(2):
@@ -147,7 +144,6 @@ class SweepEngineTest(unittest.TestCase):
             stop, start = _state_machine(s, log)
             runs.append([(r.runs, r.fired) for r in s.sweep_together([stop, start], part=(i, 2))])
         assert runs == [[(2, 2), (2, 2)], [(1, 1), (1, 1)]]
-
 
     def test_leftovers_are_counted_named_and_removed(self):
         s, log = _Sweeper(), []
@@ -157,7 +153,6 @@ class SweepEngineTest(unittest.TestCase):
         assert "expire at call 2 (e #1)" in start_r.problems[0]
         assert stop_r.leftovers == 0
         assert s.objects == set()
-
 
     def test_a_fault_not_reached_is_tried_again_then_reported(self):
         s, log = _Sweeper(), []
