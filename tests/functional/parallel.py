@@ -7,7 +7,8 @@ functional test class. A worker takes an item by creating a claim file for
 it in ``WORK_DIR`` (``O_EXCL``, so exactly one worker gets each) and runs it
 with unittest; so a worker that finishes early takes the next item instead
 of waiting for a fixed share. The exit status is unittest's: 0 when every
-test it ran passed.
+test it ran passed. An item still running after ``ITEM_LIMIT`` seconds is
+taken to hang: faulthandler prints every thread's stack and the worker exits 1.
 
 Nova's test base keeps its state per test (each test builds its own stack on
 its own xapisim), so tests of one module can run in different processes.
